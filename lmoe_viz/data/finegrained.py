@@ -1,0 +1,168 @@
+"""The paper presets: MixOE-format info files, image loading, transforms.
+
+Layout: ``DATA_ROOT/<preset>/{train,val,test}.txt`` with one ``<relative path> <label>``
+a line (the path is relative to ``DATA_ROOT/<preset>/`` and may contain spaces: the label
+is the last field), images below that folder, and WebVision at ``DATA_ROOT/webvision``
+(or ``--aux-root``). ``lmoe-viz data build-info`` writes the info files from each
+dataset's official metadata (build_info.py).
+
+MixOE's quirks, and what ``faithful`` (default True) does about them:
+
+* **butterfly** info labels run 1..200 while the split draws ID classes from 0..199.
+  Faithful: labels are used as written, so class 0 (drawn as ID with probability 3/4)
+  has no image and its logit is never trained, and class 200 is always OOD; a warning
+  names the empty class. Corrected (``faithful=False``): labels are shifted to 0..199.
+* **bird** uses 255 of NABirds' 555 classes ([200, 55]). Faithful: labels 0..254 of the
+  info file are used and images of labels >= 255 are dropped (counted in ``info``).
+  Corrected: all classes of the info file are used, ID/OOD in MixOE's 200:55 ratio.
+
+Corrupt images: an unreadable ID image is fatal (it would change the reported metric);
+an unreadable outlier image is skipped (another outlier is drawn) and counted.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+from .splits import check_disjoint, holdout_split, id_label_map
+from .webvision import DEFAULT_GROUPS, list_outliers
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def read_info(path) -> list[tuple[str, int]]:
+    """Parse ``<relative path> <label>`` lines; the path may contain a space."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"info file {path} not found; run `lmoe-viz data build-info --preset "
+                        f"{path.parent.name} --data-root {path.parent.parent}`")
+    out = []
+    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        rel, _, label = line.rstrip().rpartition(" ")
+        try:
+            out.append((rel, int(label)))
+        except ValueError as exc:
+            raise UserError(f"{path}:{k}: expected '<path> <integer label>', got {line!r}") from exc
+    return out
+
+
+class ImageList(Dataset):
+    """Images from paths; items are ``(image, label, sample_id)``."""
+
+    def __init__(self, paths, labels, ids, transform, skip_corrupt: bool = False):
+        self.paths, self.labels, self.ids = list(paths), list(labels), list(ids)
+        self.transform, self.skip_corrupt = transform, skip_corrupt
+        self.skipped = 0
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        from PIL import Image, UnidentifiedImageError
+        for attempt in range(len(self.paths)):
+            j = (i + attempt * 7919) % len(self.paths)
+            try:
+                with Image.open(self.paths[j]) as img:
+                    img = img.convert("RGB")
+                return self.transform(img), self.labels[j], self.ids[j]
+            except (OSError, UnidentifiedImageError, SyntaxError) as exc:
+                if not self.skip_corrupt:
+                    raise UserError(f"image {self.paths[j]} is corrupt or unreadable ({exc}); "
+                                    "replace it or remove its line from the info file") from exc
+                self.skipped += 1
+        raise UserError("no readable image in the auxiliary outlier set")
+
+
+def transforms_for(image_size: int, train: bool):
+    """MixOE's transforms: train resize 512 (for 448), random crop, flip, colour jitter;
+    test resize and centre crop; ImageNet normalisation."""
+    from torchvision import transforms as T
+    resize = int(round(image_size * 512 / 448))
+    tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if train:
+        return T.Compose([T.Resize(resize), T.RandomCrop(image_size), T.RandomHorizontalFlip(),
+                          T.ColorJitter(0.4, 0.4, 0.4), *tail])
+    return T.Compose([T.Resize(resize), T.CenterCrop(image_size), *tail])
+
+
+def class_counts(name: str, entries, faithful: bool, num_id: int, num_ood: int):
+    """(num_id, num_ood, label offset, max label kept) after MixOE's quirks (module doc)."""
+    if name == "butterfly":
+        return num_id, num_ood, (0 if faithful else -1), num_id + num_ood
+    if name == "bird" and not faithful:
+        total = len({lab for _, lab in entries})
+        nid = int(round(total * num_id / (num_id + num_ood)))
+        return nid, total - nid, 0, total - 1
+    return num_id, num_ood, 0, num_id + num_ood - 1
+
+
+def build_paper_splits(name: str, cfg):
+    from .presets import Splits, get_preset
+    preset = get_preset(name)
+    if not cfg.data_root:
+        raise UserError(f"preset {name!r} needs --data-root DIR holding {name}/train.txt, "
+                        f"{name}/test.txt and the images (see data/README.md)")
+    root = Path(cfg.data_root)
+    ds_dir = root / name
+    if not ds_dir.is_dir():
+        raise UserError(f"dataset folder {ds_dir} not found; put {name} under --data-root "
+                        "or fix the path (see data/README.md)")
+    train, test = read_info(ds_dir / "train.txt"), read_info(ds_dir / "test.txt")
+    num_id, num_ood, offset, max_label = class_counts(name, train + test, cfg.faithful,
+                                                      preset.num_id, preset.num_ood)
+    total, dropped = num_id + num_ood, 0
+    id_cls = holdout_split(num_id, num_ood, cfg.split)
+    ood_cls = np.array([c for c in range(total) if c not in set(id_cls.tolist())])
+    if name == "butterfly" and cfg.faithful:   # label 200 is never drawn: always OOD
+        ood_cls = np.append(ood_cls, total)
+    check_disjoint(id_cls, ood_cls)
+    lut = id_label_map(id_cls)
+
+    def select(entries, classes, what):
+        nonlocal dropped
+        keep = set(int(c) for c in classes)
+        paths, labels, ids = [], [], []
+        for k, (rel, lab) in enumerate(entries):
+            lab += offset
+            if lab < 0 or lab > max_label:
+                if name == "bird" and cfg.faithful and lab >= total:
+                    dropped += 1
+                    continue
+                raise UserError(f"{what}: label {lab - offset} of {rel!r} is outside "
+                                f"0..{max_label - offset}; fix the info file or the preset")
+            if lab in keep:
+                paths.append(ds_dir / rel)
+                labels.append(lut.get(lab, -1))
+                ids.append(k)
+        return paths, labels, ids
+
+    tr = select(train, id_cls, ds_dir / "train.txt")
+    te_id = select(test, id_cls, ds_dir / "test.txt")
+    te_ood = select(test, ood_cls, ds_dir / "test.txt")
+    present = set(tr[1])
+    empty = [int(c) for c in id_cls if lut[int(c)] not in present]
+    if empty:
+        msg = (f"ID class(es) {empty} of {name} have no training image")
+        if name == "butterfly" and cfg.faithful and empty == [0]:
+            warnings.warn(msg + " (MixOE's 1-based butterfly labels; pass --correct-quirks "
+                          "to shift labels to 0..199)", stacklevel=2)
+        else:
+            raise UserError(msg + "; fix the info files or choose another --split")
+    aux_root = Path(cfg.extra.get("aux_root") or root / "webvision")
+    aux_paths, aux_info = list_outliers(aux_root, cfg.extra.get("exclude") or DEFAULT_GROUPS)
+    s = preset.image_size
+    ttr, tte = transforms_for(s, True), transforms_for(s, False)
+    return Splits(
+        id_train=ImageList(*tr, ttr), id_test=ImageList(*te_id, tte),
+        ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], tte),
+        aux=ImageList(aux_paths, [-1] * len(aux_paths), range(len(aux_paths)), ttr,
+                      skip_corrupt=True),
+        id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(),
+        info={"source": str(ds_dir), "faithful": cfg.faithful, "dropped_labels": dropped,
+              **aux_info})

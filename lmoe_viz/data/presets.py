@@ -1,0 +1,168 @@
+"""The preset registry: what each preset trains on, at what size, with what defaults.
+
+A preset turns a :class:`~lmoe_viz.config.RunConfig` into :class:`Splits`: ID train, ID
+test, OOD test (test images of the held-out classes) and auxiliary outliers. Embedded
+presets (``digits``, ``fashion-mnist``) need no download; the paper presets (``bird``,
+``aircraft``, ``butterfly``, ``car``) read MixOE-format info files under ``--data-root``
+with WebVision 1.0 as outliers (finegrained.py, webvision.py).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UserError
+from . import fashion
+from .outliers import photo_crops
+from .splits import check_disjoint, holdout_split, id_label_map
+from .tensors import TensorImages
+
+
+@dataclass
+class Splits:
+    id_train: Dataset
+    id_test: Dataset
+    ood_test: Dataset
+    aux: Dataset
+    id_classes: list
+    ood_classes: list
+    info: dict = field(default_factory=dict)  # where each part was found
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.id_classes)
+
+    def describe(self) -> dict:
+        return {"id_classes": self.id_classes, "ood_classes": self.ood_classes,
+                "num_classes": self.num_classes, "id_train": len(self.id_train),
+                "id_test": len(self.id_test), "ood_test": len(self.ood_test),
+                "aux": len(self.aux), **self.info}
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    num_id: int
+    num_ood: int
+    image_size: int
+    channels: int
+    arch: str                      # "small" (<= 64 px) or "resnet50"
+    pretrain_defaults: dict
+    finetune_defaults: dict
+    num_workers: int
+    build: Callable                # (cfg) -> Splits
+
+
+def _small(epochs, batch, lr, wd=5e-4):
+    return {"epochs": epochs, "batch_size": batch, "lr": lr, "weight_decay": wd}
+
+
+#: MixOE's optimisation settings for the paper presets (PAPER.md, protocol)
+PAPER_PRETRAIN = {"epochs": 90, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-5}
+PAPER_FINETUNE = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-5}
+
+
+def _tensor_splits(x_tr, y_tr, x_te, y_te, num_id, num_ood, split, seed_aux, image_size,
+                   channels, augment, aux_count, info) -> Splits:
+    """Hold-out split of an in-memory labelled dataset plus photo-crop outliers."""
+    id_cls = holdout_split(num_id, num_ood, split)
+    ood_cls = np.array([c for c in range(num_id + num_ood) if c not in set(id_cls.tolist())])
+    check_disjoint(id_cls, ood_cls)
+    lut = torch.full((num_id + num_ood,), -1, dtype=torch.long)
+    for c, i in id_label_map(id_cls).items():
+        lut[c] = i
+    for name, y in (("train", y_tr), ("test", y_te)):
+        missing = [int(c) for c in id_cls if int((y == int(c)).sum()) == 0]
+        if missing:
+            raise UserError(f"ID class(es) {missing} have no {name} images; check the data files")
+    tr = torch.isin(y_tr, torch.as_tensor(id_cls))
+    te_id = torch.isin(y_te, torch.as_tensor(id_cls))
+    te_ood = torch.isin(y_te, torch.as_tensor(ood_cls))
+    ids_tr, ids_te = torch.arange(len(y_tr)), torch.arange(len(y_te))
+    mean, std = _norm(x_tr[tr])
+    norm = lambda t: (t - mean) / std  # noqa: E731
+    aux = photo_crops(aux_count, image_size, channels, seed=seed_aux)
+    return Splits(
+        id_train=TensorImages(norm(x_tr[tr]), lut[y_tr[tr]], ids_tr[tr], augment=augment),
+        id_test=TensorImages(norm(x_te[te_id]), lut[y_te[te_id]], ids_te[te_id]),
+        ood_test=TensorImages(norm(x_te[te_ood]), torch.full((int(te_ood.sum()),), -1),
+                              ids_te[te_ood]),
+        aux=TensorImages(norm(aux), torch.full((aux_count,), -1), torch.arange(aux_count),
+                         augment=augment),
+        id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(), info=info)
+
+
+def _norm(x: torch.Tensor):
+    return float(x.mean()), float(x.std())
+
+
+@functools.lru_cache(maxsize=2)
+def _digits_arrays():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    y = torch.from_numpy(d.target.astype(np.int64))
+    i_tr, i_te = train_test_split(np.arange(len(y)), test_size=1 / 3, random_state=0,
+                                  stratify=d.target)
+    return x[i_tr], y[i_tr], x[i_te], y[i_te]
+
+
+def build_digits(cfg) -> Splits:
+    x_tr, y_tr, x_te, y_te = _digits_arrays()
+    p = PRESETS["digits"]
+    return _tensor_splits(x_tr, y_tr, x_te, y_te, p.num_id, p.num_ood, cfg.split,
+                          seed_aux=cfg.split, image_size=8, channels=1, augment="shift",
+                          aux_count=3 * len(y_tr),
+                          info={"source": "sklearn.datasets.load_digits (embedded)",
+                                "aux_source": "crops of photos bundled with scikit-image/scikit-learn"})
+
+
+def build_fashion(cfg) -> Splits:
+    (x_tr, y_tr, x_te, y_te), where = fashion.load(cfg.data_root)
+    p = PRESETS["fashion-mnist"]
+    return _tensor_splits(x_tr, y_tr, x_te, y_te, p.num_id, p.num_ood, cfg.split,
+                          seed_aux=cfg.split, image_size=28, channels=1,
+                          augment="shift_flip", aux_count=36000,
+                          info={"source": where,
+                                "aux_source": "crops of photos bundled with scikit-image/scikit-learn"})
+
+
+def _paper(name):
+    def build(cfg) -> Splits:
+        from .finegrained import build_paper_splits
+        return build_paper_splits(name, cfg)
+    return build
+
+
+PRESETS: dict[str, Preset] = {
+    "digits": Preset("digits", "scikit-learn's 8x8 handwritten digits, 6 ID / 4 OOD digits "
+                     "(embedded, no download)", 6, 4, 8, 1, "small",
+                     _small(15, 64, 0.05), _small(5, 64, 0.01), 0, build_digits),
+    "fashion-mnist": Preset("fashion-mnist", "Fashion-MNIST 28x28, 6 ID / 4 OOD clothing "
+                            "classes (near-OOD)", 6, 4, 28, 1, "small",
+                            _small(4, 128, 0.05), _small(2, 128, 0.01), 0, build_fashion),
+}
+for _name, (_nid, _nood, _desc) in {
+        "bird": (200, 55, "NABirds (MixOE's 255-class subset), WebVision outliers"),
+        "aircraft": (90, 10, "FGVC-Aircraft variants, WebVision outliers"),
+        "butterfly": (150, 50, "Butterfly200 species, WebVision outliers"),
+        "car": (150, 46, "Stanford Cars, WebVision outliers")}.items():
+    PRESETS[_name] = Preset(_name, _desc, _nid, _nood, 448, 3, "resnet50", PAPER_PRETRAIN,
+                            PAPER_FINETUNE, 8, _paper(_name))
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def build_splits(cfg) -> Splits:
+    return get_preset(cfg.preset).build(cfg)

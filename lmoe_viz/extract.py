@@ -1,0 +1,102 @@
+"""Logit extraction and the logit cache.
+
+``extract(checkpoint, ...)`` returns, for each requested part (``id_test``, ``ood_test``,
+optionally ``aux``), the logits, penultimate features, labels (-1 for OOD) and sample ids.
+Results are cached as ``<cache_dir>/<key>.npz`` plus ``<key>.json`` metadata, written
+atomically; the key hashes the checkpoint's content (sha256), the preset, the split and
+the parts, so a changed checkpoint is recomputed and an unchanged one is reused.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from .io import atomic_save, atomic_write_json, dict_hash, file_sha256, read_json
+
+PARTS = ("id_test", "ood_test", "aux")
+
+
+@torch.no_grad()
+def predict(model, dataset, device="cpu", batch_size: int = 256, num_workers: int = 0,
+            limit: int | None = None) -> dict:
+    """Logits, features, labels and ids of ``dataset`` (eval mode, bf16 autocast on CUDA)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
+                        pin_memory=device.type == "cuda")
+    out = {"logits": [], "features": [], "labels": [], "ids": []}
+    seen = 0
+    for x, y, idx in loader:
+        x = x.to(device, non_blocking=True)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            logits, feat = model(x, return_features=True)
+        out["logits"].append(logits.float().cpu())
+        out["features"].append(feat.float().cpu())
+        out["labels"].append(torch.as_tensor(y))
+        out["ids"].append(torch.as_tensor(idx))
+        seen += len(x)
+        if limit is not None and seen >= limit:
+            break
+    model.train(was_training)
+    return {k: torch.cat(v).numpy()[:limit] for k, v in out.items()}
+
+
+def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None) -> str:
+    return dict_hash({"ckpt": ckpt_sha, "preset": preset, "split": split,
+                      "parts": sorted(parts), "data_root": str(data_root or "")})
+
+
+def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root=None,
+            device="cpu", aux_limit: int = 2000, refresh: bool = False) -> dict:
+    """``{part: {logits, features, labels, ids}}`` for a checkpoint, cached on disk.
+
+    ``cache_dir`` defaults to ``<checkpoint folder>/logits``. ``aux`` is capped at
+    ``aux_limit`` samples (the outlier set can be millions of images).
+    """
+    from .config import RunConfig
+    from .data import build_splits
+    from .models import load_checkpoint, model_from_checkpoint
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    if data_root is not None:
+        cfg.data_root = str(data_root)
+    sha = file_sha256(checkpoint)
+    cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
+    key = cache_key(sha, cfg.preset, cfg.split, parts, cfg.data_root)
+    npz, meta_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
+    if not refresh and npz.is_file() and meta_path.is_file():
+        try:
+            meta = read_json(meta_path)
+            if meta.get("checkpoint_sha256") == sha:
+                with np.load(npz) as data:
+                    return _unflatten(dict(data))
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: recompute below
+    splits = build_splits(cfg)
+    model = model_from_checkpoint(ckpt).to(device)
+    datasets = {"id_test": splits.id_test, "ood_test": splits.ood_test, "aux": splits.aux}
+    result = {p: predict(model, datasets[p], device, limit=aux_limit if p == "aux" else None)
+              for p in parts}
+    flat = {f"{p}/{k}": v for p, d in result.items() for k, v in d.items()}
+    atomic_save(npz, lambda buf: np.savez(buf, **flat))
+    atomic_write_json(meta_path, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha,
+                                  "config": ckpt["config"], "parts": list(parts),
+                                  "id_classes": ckpt.get("id_classes"),
+                                  "ood_classes": ckpt.get("ood_classes"),
+                                  "sizes": {p: len(d["labels"]) for p, d in result.items()}})
+    return result
+
+
+def _unflatten(flat: dict) -> dict:
+    out: dict = {}
+    for key, v in flat.items():
+        part, name = key.split("/", 1)
+        out.setdefault(part, {})[name] = v
+    return out
