@@ -116,7 +116,9 @@ def build_paper_splits(name: str, cfg):
     train, test = read_info(ds_dir / "train.txt"), read_info(ds_dir / "test.txt")
     num_id, num_ood, offset, max_label = class_counts(name, train + test, cfg.faithful,
                                                       preset.num_id, preset.num_ood)
-    total, dropped = num_id + num_ood, 0
+    total = num_id + num_ood
+    bird_cut = name == "bird" and cfg.faithful     # labels >= 255 are not MixOE's birds
+    dropped = sum(lab >= total for _, lab in train + test) if bird_cut else 0
     id_cls = holdout_split(num_id, num_ood, cfg.split)
     ood_cls = np.array([c for c in range(total) if c not in set(id_cls.tolist())])
     if name == "butterfly" and cfg.faithful:   # label 200 is never drawn: always OOD
@@ -125,14 +127,12 @@ def build_paper_splits(name: str, cfg):
     lut = id_label_map(id_cls)
 
     def select(entries, classes, what):
-        nonlocal dropped
         keep = set(int(c) for c in classes)
         paths, labels, ids = [], [], []
         for k, (rel, lab) in enumerate(entries):
             lab += offset
             if lab < 0 or lab > max_label:
-                if name == "bird" and cfg.faithful and lab >= total:
-                    dropped += 1
+                if bird_cut and lab >= total:
                     continue
                 raise UserError(f"{what}: label {lab - offset} of {rel!r} is outside "
                                 f"0..{max_label - offset}; fix the info file or the preset")

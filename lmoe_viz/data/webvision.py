@@ -72,7 +72,7 @@ def list_outliers(root, groups=DEFAULT_GROUPS) -> tuple[list[Path], dict]:
                         "(google/, flickr/ and info/ inside) or put it at DATA_ROOT/webvision")
     qmap = read_query_map(root)
     drop = excluded_synsets(groups)
-    paths, kept_q, dropped_q = [], 0, 0
+    paths, kept_q, dropped_q = [], set(), set()
     for source in ("google", "flickr"):
         src = root / source
         if not src.is_dir():
@@ -85,9 +85,9 @@ def list_outliers(root, groups=DEFAULT_GROUPS) -> tuple[list[Path], dict]:
             if q not in qmap:
                 raise UserError(f"query folder {qdir} has no entry in info/queries_synsets_map.txt")
             if qmap[q] in drop:
-                dropped_q += 1
+                dropped_q.add(q)
                 continue
-            kept_q += 1
+            kept_q.add(q)
             try:
                 files = sorted(f for f in qdir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             except PermissionError as exc:
@@ -95,5 +95,5 @@ def list_outliers(root, groups=DEFAULT_GROUPS) -> tuple[list[Path], dict]:
             paths.extend(files)
     if not paths:
         raise UserError(f"no WebVision images found under {root}/google or {root}/flickr")
-    return paths, {"aux_root": str(root), "aux_images": len(paths), "queries_kept": kept_q,
-                   "queries_excluded": dropped_q, "excluded_groups": list(groups)}
+    return paths, {"aux_root": str(root), "aux_images": len(paths), "queries_kept": len(kept_q),
+                   "queries_excluded": len(dropped_q), "excluded_groups": list(groups)}

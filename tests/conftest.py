@@ -1,0 +1,48 @@
+import gzip
+import struct
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+    plt.close("all")
+
+
+def write_idx(path, arr):
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.tobytes())
+
+
+@pytest.fixture
+def fashion_dir(tmp_path):
+    """A tiny Fashion-MNIST in the standard idx.gz format: 10 classes, 12 train, 6 test each."""
+    rng = np.random.RandomState(0)
+    d = tmp_path / "fmnist"
+    d.mkdir()
+    for split, n in (("train", 12), ("t10k", 6)):
+        y = np.repeat(np.arange(10), n)
+        x = (rng.rand(len(y), 28, 28) * 60).astype(np.uint8)
+        for i, c in enumerate(y):       # a class-dependent bright bar: learnable
+            x[i, 2 * c:2 * c + 3, :] = 250
+        write_idx(d / f"{split}-images-idx3-ubyte.gz", x)
+        write_idx(d / f"{split}-labels-idx1-ubyte.gz", y)
+    return d
+
+
+@pytest.fixture(scope="session")
+def digits_pretrained(tmp_path_factory):
+    """A short digits pretraining run shared by several tests."""
+    from lmoe_viz.cli import main
+    out = tmp_path_factory.mktemp("runs") / "pre"
+    assert main(["pretrain", "--preset", "digits", "--out", str(out), "--epochs", "3",
+                 "--no-progress"]) == 0
+    return out / "checkpoint.pt"

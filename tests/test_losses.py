@@ -1,0 +1,63 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lmoe_viz import losses as L
+
+
+def test_soft_cross_entropy_hand_computed():
+    z = torch.tensor([[0.0, math.log(3.0)]])          # softmax = (1/4, 3/4)
+    t = torch.tensor([[0.5, 0.5]])
+    expected = -(0.5 * math.log(0.25) + 0.5 * math.log(0.75))
+    assert L.soft_cross_entropy(z, t).item() == pytest.approx(expected)
+    # one-hot targets reduce to ordinary cross-entropy
+    z = torch.randn(5, 4)
+    y = torch.tensor([0, 1, 2, 3, 1])
+    assert L.soft_cross_entropy(z, torch.eye(4)[y]).item() == pytest.approx(
+        torch.nn.functional.cross_entropy(z, y).item(), rel=1e-6)
+    # numpy in, tensor out
+    assert float(L.soft_cross_entropy(np.zeros((2, 2)), np.full((2, 2), 0.5))) == pytest.approx(math.log(2))
+
+
+def test_mixoe_targets_eq11():
+    t = L.mixoe_targets(torch.tensor([1, 0]), 4, 0.6)
+    assert torch.allclose(t[0], torch.tensor([0.1, 0.7, 0.1, 0.1]))
+    assert torch.allclose(t.sum(1), torch.ones(2))
+    assert torch.allclose(L.mixoe_targets([2], 4, 0.0), torch.full((1, 4), 0.25))
+    per_sample = L.mixoe_targets(torch.tensor([0, 0]), 2, torch.tensor([1.0, 0.0]))
+    assert torch.allclose(per_sample, torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
+
+
+def test_logit_mix_eq13_and_gradients_flow_into_both():
+    z_in = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    z_out = torch.tensor([[0.0, 4.0]], requires_grad=True)
+    mixed = L.logit_mix(z_in, z_out, 0.25)
+    assert torch.allclose(mixed, torch.tensor([[0.5, 3.0]]))
+    mixed.sum().backward()
+    assert torch.allclose(z_in.grad, torch.full((1, 2), 0.25))
+    assert torch.allclose(z_out.grad, torch.full((1, 2), 0.75))
+
+
+def test_logit_consistency_eq15_normalisation():
+    z_mix = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    z_in = torch.tensor([[1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    z_out = torch.tensor([[3.0, 3.0, 3.0], [0.0, 0.0, 0.0]])
+    # lam = 0.5: targets (2,2,2) and (1,1,1); squared errors (1,0,1) and (1,1,1)
+    # -> per sample 2/3 and 3/3, mean over batch 5/6
+    assert L.logit_consistency(z_mix, z_in, z_out, 0.5).item() == pytest.approx(5 / 6)
+    assert L.logit_consistency(z_in, z_in, z_out, 1.0).item() == 0.0
+
+
+def test_mixup_and_cutmix():
+    a, b = torch.ones(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)
+    assert torch.allclose(L.mixup(a, b, 0.3), torch.full((1, 1, 4, 4), 0.3))
+    mixed, lam = L.cutmix(a, b, (0, 0, 2, 2))
+    assert lam == pytest.approx(1 - 4 / 16)
+    assert mixed.sum().item() == 12 and mixed[0, 0, 0, 0] == 0 and mixed[0, 0, 3, 3] == 1
+    rng = np.random.default_rng(0)
+    for lam0 in (0.1, 0.5, 0.9):
+        top, left, bottom, right = L.cutmix_box(lam0, 32, 32, rng)
+        assert 0 <= top <= bottom <= 32 and 0 <= left <= right <= 32
+        assert (bottom - top) * (right - left) <= (1 - lam0) * 32 * 32 + 64
