@@ -119,8 +119,10 @@ def build_model(arch: str, num_classes: int, channels: int) -> StagedNet:
     return ARCHS[arch](num_classes=num_classes, channels=channels)
 
 
-def arch_spec(arch: str, num_classes: int, channels: int) -> dict:
-    return {"arch": arch, "num_classes": int(num_classes), "channels": int(channels)}
+def arch_spec(arch: str, num_classes: int, channels: int, image_size: int | None = None) -> dict:
+    """What a checkpoint must match to be loaded into a run (network, head, input)."""
+    return {"arch": arch, "num_classes": int(num_classes), "channels": int(channels),
+            "image_size": image_size}
 
 
 def save_checkpoint(path, payload: dict) -> None:

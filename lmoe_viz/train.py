@@ -114,7 +114,7 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     from .data import build_splits, get_preset
     preset = get_preset(cfg.preset)
     splits = build_splits(cfg)
-    spec = arch_spec(preset.arch, splits.num_classes, preset.channels)
+    spec = arch_spec(preset.arch, splits.num_classes, preset.channels, preset.image_size)
     if init_ckpt is not None:
         model = model_from_checkpoint(load_checkpoint(cfg.init, expect=spec))
     else:

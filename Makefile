@@ -1,0 +1,33 @@
+# The README's two commands: `make reproduce` (main job) and `make test` (whole suite).
+# Both create the virtual environment and install the project when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PRESET ?= digits
+OUT ?= out/$(PRESET)
+
+.PHONY: install test test-fast reproduce fashion-data clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests --nbval-lax notebooks
+
+test-fast: $(STAMP)
+	$(PY) -m pytest tests -m "not slow and not notebooks"
+
+reproduce: $(STAMP)
+	$(VENV)/bin/lmoe-viz reproduce --preset $(PRESET) --out $(OUT)
+
+# Fashion-MNIST from Debian's package (the fashion-mnist preset also reads --data-root)
+fashion-data:
+	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
+
+clean:
+	rm -rf $(VENV) out notebooks/executed

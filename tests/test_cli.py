@@ -1,0 +1,85 @@
+"""End-to-end CLI on digits, and every bad input of the core: one line, exit 2, nothing overwritten."""
+import json
+
+import pytest
+
+from lmoe_viz.cli import main
+
+
+def test_end_to_end_digits(tmp_path, digits_pretrained, capsys):
+    pre = json.loads((digits_pretrained.parent / "metrics.json").read_text())
+    assert pre["accuracy"] > 80 and pre["num_classes"] == 6 and pre["finished"]
+    out = tmp_path / "lm"
+    assert main(["finetune", "--preset", "digits", "--init", str(digits_pretrained),
+                 "--method", "logit_mixoe", "--lc", "--alpha", "0.5", "--epochs", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"accuracy", "auroc", "fpr95", "aupr_in", "aupr_out"} <= set(m)
+    assert 0 <= m["auroc"] <= 1 and 0 <= m["fpr95"] <= 1 and 0 <= m["accuracy"] <= 100
+    assert len(m["lambdas"]) == m["steps"] and all(0 < v < 1 for v in m["lambdas"])
+    assert len(m["history"]) == 2 and "train_lc" in m["history"][0]
+    capsys.readouterr()
+    assert main(["evaluate", "--preset", "digits", "--checkpoint", str(out / "checkpoint.pt"),
+                 "--score", "energy"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["score"] == "energy" and ev["accuracy"] == pytest.approx(m["accuracy"])
+    assert (out / "evaluate_energy.json").is_file()
+    # rerunning a finished run does not retrain
+    mtime = (out / "checkpoint.pt").stat().st_mtime_ns
+    assert main(["finetune", "--preset", "digits", "--init", str(digits_pretrained),
+                 "--method", "logit_mixoe", "--lc", "--alpha", "0.5", "--epochs", "2",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert (out / "checkpoint.pt").stat().st_mtime_ns == mtime
+
+
+def test_data_command(capsys):
+    assert main(["data", "--preset", "digits"]) == 0
+    out = capsys.readouterr().out
+    assert "ID classes (split 0): [1, 2, 4, 6, 8, 9]" in out
+
+
+def _fails(argv, match, capsys):
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("lmoe-viz: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert match in err, err
+
+
+def test_bad_inputs(tmp_path, digits_pretrained, capsys):
+    ft = ["finetune", "--preset", "digits", "--init", str(digits_pretrained), "--out",
+          str(tmp_path / "x"), "--no-progress"]
+    _fails(ft + ["--method", "logit_mixoe", "--alpha", "0"], "alpha must be > 0", capsys)
+    _fails(ft + ["--method", "mixoe", "--beta", "-1"], "beta must be >= 0", capsys)
+    _fails(ft + ["--method", "mixoe", "--gamma", "-1"], "gamma must be >= 0", capsys)
+    _fails(ft + ["--method", "vos"], "unknown method 'vos'", capsys)
+    _fails(["pretrain", "--preset", "cifar", "--out", str(tmp_path / "p")], "unknown preset 'cifar'", capsys)
+    _fails(["pretrain", "--preset", "bird", "--out", str(tmp_path / "p")], "needs --data-root", capsys)
+    _fails(["pretrain", "--preset", "bird", "--data-root", str(tmp_path / "nope"),
+            "--out", str(tmp_path / "p")], "not found", capsys)
+    _fails(["evaluate", "--checkpoint", str(digits_pretrained), "--score", "odin"],
+           "unknown score 'odin'", capsys)
+    _fails(["evaluate", "--checkpoint", str(tmp_path / "missing.pt")], "not found", capsys)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    _fails(["evaluate", "--checkpoint", str(bad)], "corrupt or truncated", capsys)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "p").exists()
+
+
+def test_fashion_missing(tmp_path, monkeypatch, capsys):
+    from lmoe_viz.data import fashion
+    monkeypatch.setattr(fashion, "DEBIAN_DIR", tmp_path / "no-debian")
+    _fails(["data", "--preset", "fashion-mnist", "--data-root", str(tmp_path / "none")],
+           "Fashion-MNIST not found", capsys)
+
+
+def test_wrong_architecture_init_and_other_run_in_out(tmp_path, fashion_dir, digits_pretrained, capsys):
+    _fails(["finetune", "--preset", "fashion-mnist", "--data-root", str(fashion_dir),
+            "--init", str(digits_pretrained), "--method", "oe", "--out", str(tmp_path / "f")],
+           "this run needs", capsys)
+    # --out holding a run of a different config is refused, and kept intact
+    out = digits_pretrained.parent
+    before = (out / "checkpoint.pt").read_bytes()
+    _fails(["pretrain", "--preset", "digits", "--out", str(out), "--epochs", "4", "--no-progress"],
+           "holds a run of a different config", capsys)
+    assert (out / "checkpoint.pt").read_bytes() == before
