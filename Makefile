@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= digits
 OUT ?= out/$(PRESET)
 
-.PHONY: install test test-fast reproduce fashion-data clean
+.PHONY: install test test-fast reproduce fashion-data clean notebooks
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,3 +31,8 @@ fashion-data:
 
 clean:
 	rm -rf $(VENV) out notebooks/executed
+
+# Maintainers: re-execute the notebooks with their defaults and strip all outputs but
+# the cells nbval checks (# NBVAL_CHECK_OUTPUT).
+notebooks: $(STAMP)
+	$(PY) -m lmoe_viz.reproduce notebooks/*.ipynb

@@ -62,6 +62,8 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     from .config import RunConfig
     from .data import build_splits
     from .models import load_checkpoint, model_from_checkpoint
+    from .train import resolve_device
+    device = resolve_device(device) if device in ("auto", "cpu", "cuda") else device
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(ckpt["config"])

@@ -1,0 +1,244 @@
+"""Grids of runs: pretrain once, fine-tune per cell, gather one results table.
+
+A cell is (method, lc, alpha, seed); its run folder is ``<runs_dir>/<cell name>`` and
+holds ``checkpoint.pt`` and ``metrics.json``. Finished cells are skipped (train.py does
+not retrain a finished run), so a grid can be rerun or extended cheaply.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import RunConfig
+from .errors import UserError
+
+PRETRAINED = "pretrained"
+REFERENCE_TABLE = Path(__file__).resolve().parents[1] / "data" / "paper_table1.csv"
+#: the five models of Figs. 3-4, in the paper's order
+FIGURE_MODELS = (("baseline", False), ("mixoe", False), ("logit_mixoe", False),
+                 ("mixoe", True), ("logit_mixoe", True))
+
+
+def model_label(method: str, lc: bool = False) -> str:
+    names = {"baseline": "Pretrained", "oe": "OE", "mixoe": "MixOE", "logit_mixoe": "Logit MixOE"}
+    return names[method] + (" w/ L_LC" if lc else "")
+
+
+def cell_name(method: str, lc: bool, alpha: float, seed: int) -> str:
+    if method == "baseline":
+        return PRETRAINED
+    if method == "oe":
+        return f"oe_s{seed}"
+    return f"{method}{'_lc' if lc else ''}_a{alpha:g}_s{seed}"
+
+
+@dataclasses.dataclass
+class Grid:
+    preset: str = "digits"
+    runs_dir: str = "runs/digits"
+    methods: tuple = ("mixoe", "logit_mixoe")
+    lcs: tuple = (False, True)
+    alphas: tuple = (1.0,)
+    seeds: tuple = (0,)
+    include_oe: bool = True
+    pretrain_epochs: int | None = None
+    finetune_epochs: int | None = None
+    data_root: str | None = None
+    device: str = "auto"
+    split: int = 0
+    limit_batches: int | None = None
+
+    def base(self, **kw) -> RunConfig:
+        return RunConfig(preset=self.preset, data_root=self.data_root, device=self.device,
+                         split=self.split, limit_batches=self.limit_batches, **kw)
+
+    def pretrain_config(self) -> RunConfig:
+        return self.base(method="baseline", epochs=self.pretrain_epochs, seed=0)
+
+    def cells(self) -> list[RunConfig]:
+        init = str(Path(self.runs_dir) / PRETRAINED / "checkpoint.pt")
+        out = []
+        for seed in self.seeds:
+            if self.include_oe:
+                out.append(self.base(method="oe", epochs=self.finetune_epochs, seed=seed, init=init))
+            for alpha in self.alphas:
+                for method in self.methods:
+                    for lc in self.lcs:
+                        out.append(self.base(method=method, lc=lc, alpha=float(alpha), seed=seed,
+                                             epochs=self.finetune_epochs, init=init))
+        return out
+
+    def run_dir(self, cfg: RunConfig) -> Path:
+        return Path(self.runs_dir) / cell_name(cfg.method, cfg.lc, cfg.alpha, cfg.seed)
+
+    def run(self, progress: bool = True) -> pd.DataFrame:
+        """Train what is missing (pretraining first), return the results table."""
+        from tqdm.auto import tqdm
+
+        from .train import train
+        train(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED, progress=False)
+        cells = self.cells()
+        for cfg in tqdm(cells, desc=f"{self.preset} grid", disable=not progress):
+            train(cfg, self.run_dir(cfg), progress=False)
+        return results_table(self.runs_dir)
+
+    def figure_runs(self, alpha: float, seed: int = 0) -> dict:
+        """{label: run folder} of the five models of Figs. 3-4 at ``alpha`` (trained if missing)."""
+        from .train import train
+        train(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED, progress=False)
+        init = str(Path(self.runs_dir) / PRETRAINED / "checkpoint.pt")
+        runs = {}
+        for method, lc in FIGURE_MODELS:
+            if method == "baseline":
+                runs[model_label(method)] = Path(self.runs_dir) / PRETRAINED
+                continue
+            cfg = self.base(method=method, lc=lc, alpha=float(alpha), seed=seed,
+                            epochs=self.finetune_epochs, init=init)
+            train(cfg, self.run_dir(cfg), progress=False)
+            runs[model_label(method, lc)] = self.run_dir(cfg)
+        return runs
+
+
+def results_table(runs_dir) -> pd.DataFrame:
+    """One row per finished run under ``runs_dir``."""
+    rows = []
+    for path in sorted(Path(runs_dir).glob("*/metrics.json")):
+        m = json.loads(path.read_text())
+        if not m.get("finished"):
+            continue
+        c = m["config"]
+        rows.append({"run": path.parent.name, "method": c["method"], "lc": bool(c["lc"]),
+                     "alpha": c["alpha"] if c["method"] in ("mixoe", "logit_mixoe") else np.nan,
+                     "seed": c["seed"], "model": model_label(c["method"], c["lc"]),
+                     "accuracy": m["accuracy"], "auroc": m["auroc"], "fpr95": m["fpr95"],
+                     "aupr_in": m.get("aupr_in"), "aupr_out": m.get("aupr_out")})
+    if not rows:
+        raise UserError(f"no finished runs under {runs_dir}; run the grid first "
+                        "(notebooks/01_train.ipynb or `lmoe-viz sweep`)")
+    return pd.DataFrame(rows)
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (alpha, method, lc), baselines first (Table I layout)."""
+    keys = ["alpha", "method", "lc", "model"]
+    g = df.fillna({"alpha": -1}).groupby(keys, sort=False)
+    out = g[["accuracy", "auroc", "fpr95"]].agg(["mean", "std"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    out["n_seeds"] = g.size()
+    out = out.reset_index()
+    out["alpha"] = out["alpha"].replace(-1, np.nan)
+    order = {"baseline": 0, "oe": 1, "mixoe": 2, "logit_mixoe": 3}
+    out["_o"] = out["method"].map(order)
+    out = out.sort_values(["_o"]).sort_values(["alpha", "_o", "lc"], na_position="first", kind="stable")
+    return out.drop(columns="_o").reset_index(drop=True)
+
+
+def best_rows(summary: pd.DataFrame) -> dict:
+    """Index of the best row per column: highest accuracy and AUROC, lowest FPR95."""
+    return {"accuracy": int(summary["accuracy_mean"].idxmax()),
+            "auroc": int(summary["auroc_mean"].idxmax()),
+            "fpr95": int(summary["fpr95_mean"].idxmin())}
+
+
+def paper_table(dataset: str | None = None, path=REFERENCE_TABLE) -> pd.DataFrame:
+    """The paper's Table I (accuracy %, AUROC and FPR95 as fractions)."""
+    if not Path(path).is_file():
+        raise UserError(f"reference table {path} not found; it ships in the repository's data/")
+    df = pd.read_csv(path)
+    df["lc"] = df["lc"].astype(str).str.lower() == "true"
+    return df[df["dataset"] == dataset].reset_index(drop=True) if dataset else df
+
+
+def with_paper(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Add the paper's values for ``dataset`` beside ours (paper_* columns)."""
+    paper = paper_table(dataset).rename(columns={"accuracy": "paper_accuracy",
+                                                 "auroc": "paper_auroc", "fpr95": "paper_fpr95"})
+    return summary.merge(paper.drop(columns="dataset"), on=["alpha", "method", "lc"], how="left")
+
+
+def formatted_table(summary: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
+    """'mean ± std' strings (accuracy %, AUROC and FPR95 in %), best per column in bold."""
+    best = best_rows(summary)
+    out = pd.DataFrame({"alpha": summary["alpha"].map(lambda a: "" if pd.isna(a) else f"{a:g}"),
+                        "model": summary["model"]})
+    for col, scale in (("accuracy", 1.0), ("auroc", 100.0), ("fpr95", 100.0)):
+        cells = []
+        for i, (m, s) in enumerate(zip(summary[f"{col}_mean"], summary[f"{col}_std"])):
+            text = f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}")
+            cells.append(f"{bold[0]}{text}{bold[1]}" if best[col] == i else text)
+        out[{"accuracy": "Acc. (%)", "auroc": "AUROC (%)", "fpr95": "FPR95 (%)"}[col]] = cells
+    for col in ("paper_accuracy", "paper_auroc", "paper_fpr95"):
+        if col in summary:
+            scale = 1.0 if col == "paper_accuracy" else 100.0
+            out[col.replace("paper_", "paper ")] = summary[col].map(
+                lambda v: "" if pd.isna(v) else f"{v * scale:.2f}")
+    return out
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    esc = lambda s: str(s).replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")  # noqa: E731
+    lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(df.columns) - 2) + "}", r"\toprule",
+             " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            s = esc(v)
+            if s.startswith("**") and s.endswith("**"):
+                s = r"\textbf{" + s[2:-2] + "}"
+            cells.append(s)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def export_table(summary: pd.DataFrame, out_dir, name: str = "table1") -> dict:
+    """Write the table as CSV (numbers), Markdown and LaTeX (formatted); atomic writes."""
+    from .io import atomic_write_text
+    out_dir = Path(out_dir)
+    paths = {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md",
+             "tex": out_dir / f"{name}.tex"}
+    atomic_write_text(paths["csv"], summary.to_csv(index=False))
+    formatted = formatted_table(summary)
+    atomic_write_text(paths["md"], to_markdown(formatted))
+    atomic_write_text(paths["tex"], to_latex(formatted))
+    return paths
+
+
+def sample_responses(checkpoint, id_index: int, ood_index: int, lam: float,
+                     data_root=None) -> dict:
+    """Logits of one ID test sample, one OOD test sample, their input-space mix
+    lam x_in + (1 - lam) x_out and their logit-space mix (eq. 13) (Figs. 5-6)."""
+    import torch
+
+    from .data import build_splits
+    from .losses import logit_mix, mixup
+    from .models import load_checkpoint, model_from_checkpoint
+    ckpt = load_checkpoint(checkpoint)
+    cfg = RunConfig.from_dict(ckpt["config"])
+    if data_root:
+        cfg.data_root = data_root
+    splits = build_splits(cfg)
+    for name, ds, i in (("id_index", splits.id_test, id_index), ("ood_index", splits.ood_test, ood_index)):
+        if not 0 <= i < len(ds):
+            raise UserError(f"{name} {i} is outside 0..{len(ds) - 1}; pick a test sample in range")
+    if not 0 <= lam <= 1:
+        raise UserError(f"lam must be in [0, 1], got {lam}")
+    model = model_from_checkpoint(ckpt).eval()
+    x_in, y, _ = splits.id_test[id_index]
+    x_out = splits.ood_test[ood_index][0]
+    with torch.no_grad():
+        z = model(torch.stack([x_in, x_out, mixup(x_in, x_out, lam)]))
+    return {"id": z[0].numpy(), "ood": z[1].numpy(), "input_mix": z[2].numpy(),
+            "logit_mix": logit_mix(z[0], z[1], lam).numpy(), "label": int(y), "lam": lam,
+            "x_id": x_in.numpy(), "x_ood": x_out.numpy()}

@@ -1,0 +1,191 @@
+"""Headless reproduction: run the notebooks in order with papermill, collect every artifact.
+
+``lmoe-viz reproduce --preset P --out DIR [-p NAME VALUE ...] [-f params.yaml]`` writes
+``DIR/notebooks/*.ipynb`` (executed), ``DIR/figures/*.png|pdf``, ``DIR/tables/*`` and
+``DIR/index.md`` / ``DIR/index.html`` showing all figures; runs live in ``DIR/runs`` and
+are reused by a second call (cached checkpoints and logits), which is much faster.
+"""
+from __future__ import annotations
+
+import ast
+import html
+import json
+import time
+from pathlib import Path
+
+import yaml
+
+from .errors import UserError
+from .io import atomic_write_text
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = ("01_train.ipynb", "02_logit_norm_histograms.ipynb", "03_logit_pca.ipynb",
+             "04_sample_logit_responses.ipynb", "05_beta_distributions.ipynb",
+             "06_results_table.ipynb")
+PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
+
+
+def load_params(param_file=None, overrides=()) -> dict:
+    """Parameters from a YAML file, then ``-p NAME VALUE`` pairs (values parsed as YAML)."""
+    params = {}
+    if param_file:
+        p = Path(param_file)
+        if not p.is_file():
+            raise UserError(f"parameter file {p} not found; see params/ for examples")
+        try:
+            params = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"parameter file {p} is not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(params, dict):
+            raise UserError(f"parameter file {p} must map names to values")
+    for name, value in overrides:
+        try:
+            params[name] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            params[name] = value
+    return params
+
+
+def notebook_parameters(path) -> dict:
+    """{name: default value} of a notebook's ``parameters`` cell."""
+    import papermill as pm
+    out = {}
+    for name, info in pm.inspect_notebook(str(path)).items():
+        try:
+            out[name] = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            out[name] = None
+    return out
+
+
+def check_types(nb_name: str, defaults: dict, params: dict) -> None:
+    """Refuse a parameter whose type does not match the notebook's default."""
+    for name, value in params.items():
+        if name not in defaults or defaults[name] is None or value is None:
+            continue
+        d = defaults[name]
+        ok = (isinstance(value, bool) if isinstance(d, bool) else
+              isinstance(value, (int, float)) and not isinstance(value, bool) if isinstance(d, float) else
+              isinstance(value, int) and not isinstance(value, bool) if isinstance(d, int) else
+              isinstance(value, type(d)))
+        if not ok:
+            raise UserError(f"parameter {name!r} of {nb_name} expects {type(d).__name__} like {d!r}, "
+                            f"got {type(value).__name__} {value!r}; fix it in -p or the params file")
+
+
+def reproduce(preset: str, out, params: dict | None = None, progress: bool = True,
+              notebooks=NOTEBOOKS, kernel_name: str = "python3") -> dict:
+    import papermill as pm
+    from tqdm.auto import tqdm
+    out = Path(out).resolve()
+    params = {"preset": preset, "runs_dir": str(out / "runs"), "out_dir": str(out), **(params or {})}
+    params["preset"] = preset
+    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    known = {}
+    for nb in notebooks:                      # check every notebook before running any
+        known[nb] = notebook_parameters(NOTEBOOK_DIR / nb)
+        check_types(nb, known[nb], params)
+    unknown = sorted(set(params) - set().union(*known.values()))
+    if unknown:
+        raise UserError(f"unknown parameter(s) {unknown}; the notebooks take "
+                        f"{sorted(set().union(*known.values()))}")
+    timings = {}
+    for nb in tqdm(notebooks, desc=f"reproduce {preset}", disable=not progress):
+        t0 = time.time()
+        try:
+            pm.execute_notebook(str(NOTEBOOK_DIR / nb), str(out / "notebooks" / nb),
+                                parameters={k: v for k, v in params.items() if k in known[nb]},
+                                kernel_name=kernel_name, progress_bar=False, cwd=str(out))
+        except pm.PapermillExecutionError as exc:
+            raise UserError(f"notebook {nb} failed in cell {exc.exec_count}: {exc.ename}: "
+                            f"{exc.evalue.splitlines()[0] if exc.evalue else ''}; the executed copy "
+                            f"is {out / 'notebooks' / nb}") from None
+        timings[nb] = round(time.time() - t0, 2)
+    index = write_index(out, preset, timings)
+    atomic_write_text(out / "reproduce.json", json.dumps({"preset": preset, "params": params,
+                                                          "seconds": timings}, indent=2))
+    return {"index": index, "seconds": timings}
+
+
+def write_index(out: Path, preset: str, timings: dict) -> Path:
+    """A one-page Markdown and HTML index of every figure and the results table."""
+    figs = sorted((out / "figures").glob("*.png"))
+    table = out / "tables" / "table1.md"
+    md = [f"# lmoe_viz reproduction: preset `{preset}`", "",
+          "Executed notebooks: " + ", ".join(f"[{n}](notebooks/{n}) ({s:.0f} s)" for n, s in timings.items()),
+          ""]
+    if table.is_file():
+        md += ["## Table I (mean ± std over seeds; best per column in bold)", "", table.read_text(), ""]
+    page = [f"<h1>lmoe_viz reproduction: preset {html.escape(preset)}</h1>"]
+    if table.is_file():
+        page.append("<pre>" + html.escape(table.read_text()) + "</pre>")
+    for f in figs:
+        md += [f"## {f.stem}", "", f"![{f.stem}](figures/{f.name})", f"[PDF](figures/{f.stem}.pdf)", ""]
+        page.append(f"<h2>{html.escape(f.stem)}</h2><img src='figures/{f.name}' style='max-width:100%'>")
+    atomic_write_text(out / "index.md", "\n".join(md))
+    atomic_write_text(out / "index.html", "<html><body>" + "\n".join(page) + "</body></html>\n")
+    return out / "index.md"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("reproduce", help="run all notebooks headless for a preset")
+    p.add_argument("--preset", default="digits")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="notebook parameter (value parsed as YAML)")
+    p.add_argument("-f", "--params-file", default=None, help="YAML file of parameters (see params/)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_reproduce(args) -> int:
+    from .data import get_preset
+    get_preset(args.preset)
+    params = load_params(args.params_file, args.param)
+    res = reproduce(args.preset, args.out, params, progress=not args.no_progress)
+    print(f"wrote {res['index']} ({sum(res['seconds'].values()):.0f} s)")
+    return 0
+
+
+def strip_outputs(nb) -> bool:
+    """Strip outputs and execution counts except in cells marked ``# NBVAL_CHECK_OUTPUT``
+    (nbstripout's result for the other cells; the checked cells keep their output and a
+    stable execution count); normalise the kernelspec. Returns whether it changed."""
+    before = json.dumps(nb, sort_keys=True, default=str)
+    code_cells = [c for c in nb.cells if c.cell_type == "code"]
+    for number, cell in enumerate(code_cells, 1):
+        if "NBVAL_CHECK_OUTPUT" not in cell.source:
+            cell.execution_count = None
+            cell.outputs = []
+        else:   # nbval needs an execution count to treat the stored output as a reference
+            cell.execution_count = number
+            for o in cell.outputs:
+                if "execution_count" in o:
+                    o["execution_count"] = number
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                   "language_info": {"name": "python"}}
+    return json.dumps(nb, sort_keys=True, default=str) != before
+
+
+def refresh_notebooks(paths, execute: bool = True, kernel_name: str = "python3") -> None:
+    """Maintainers: execute committed notebooks with their defaults (so the cells nbval
+    checks hold fresh outputs), then strip every other output. ``make notebooks``."""
+    import nbformat
+    import papermill as pm
+    for path in paths:
+        path = Path(path)
+        if execute:
+            pm.execute_notebook(str(path), str(path), kernel_name=kernel_name, progress_bar=False,
+                                cwd=str(path.parent))
+        nb = nbformat.read(path, as_version=4)
+        strip_outputs(nb)
+        for cell in nb.cells:   # papermill's own bookkeeping
+            cell.metadata.pop("papermill", None)
+        atomic_write_text(path, nbformat.writes(nb) + "\n")
+
+
+if __name__ == "__main__":  # python -m lmoe_viz.reproduce [--no-execute] notebooks/*.ipynb
+    import sys
+    args = sys.argv[1:]
+    refresh_notebooks([a for a in args if not a.startswith("--")], execute="--no-execute" not in args)

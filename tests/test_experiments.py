@@ -1,0 +1,56 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from lmoe_viz import experiments as E
+from lmoe_viz.errors import UserError
+
+
+def _results():
+    rows = [("baseline", False, np.nan, 0, 90.0, 0.90, 0.50), ("oe", False, np.nan, 0, 89.0, 0.91, 0.45),
+            ("oe", False, np.nan, 1, 88.0, 0.93, 0.35)]
+    for seed in (0, 1):
+        rows += [("mixoe", False, 1.0, seed, 88.0 + seed, 0.92, 0.40),
+                 ("logit_mixoe", True, 1.0, seed, 87.0, 0.95 + 0.01 * seed, 0.20 + 0.1 * seed)]
+    df = pd.DataFrame(rows, columns=["method", "lc", "alpha", "seed", "accuracy", "auroc", "fpr95"])
+    df["model"] = [E.model_label(m, l) for m, l in zip(df.method, df.lc)]
+    return df
+
+
+def test_summary_mean_std_and_best():
+    s = E.summary_table(_results())
+    assert list(s.model) == ["Pretrained", "OE", "MixOE", "Logit MixOE w/ L_LC"]
+    oe = s[s.model == "OE"].iloc[0]
+    assert oe.accuracy_mean == 88.5 and oe.n_seeds == 2
+    assert oe.fpr95_std == pytest.approx(np.std([0.45, 0.35], ddof=1))
+    best = E.best_rows(s)
+    assert best == {"accuracy": 0, "auroc": 3, "fpr95": 3}
+    f = E.formatted_table(s)
+    assert f.loc[3, "AUROC (%)"] == "**95.50 ± 0.71**" and f.loc[0, "Acc. (%)"] == "**90.00**"
+
+
+def test_paper_table_and_side_by_side():
+    p = E.paper_table("aircraft")
+    assert len(p) == 24
+    row = p[(p.alpha == 1.0) & (p.method == "logit_mixoe") & p.lc].iloc[0]
+    assert row.accuracy == 89.24 and row.auroc == 0.9998 and row.fpr95 == 0.0
+    merged = E.with_paper(E.summary_table(_results()), "aircraft")
+    assert merged.loc[3, "paper_auroc"] == 0.9998 and np.isnan(merged.loc[0, "paper_auroc"])
+    assert "paper auroc" in E.formatted_table(merged)
+
+
+def test_exports(tmp_path):
+    paths = E.export_table(E.summary_table(_results()), tmp_path)
+    assert pd.read_csv(paths["csv"]).shape[0] == 4
+    md = paths["md"].read_text()
+    assert md.startswith("| alpha | model |") and md.count("\n") == 6
+    assert r"\textbf{" in paths["tex"].read_text()
+
+
+def test_grid_cells_and_names():
+    g = E.Grid(alphas=(0.3, 1.0), seeds=(0, 1))
+    cells = g.cells()
+    assert len(cells) == 2 * (1 + 2 * 2 * 2)
+    assert {g.run_dir(c).name for c in cells} >= {"oe_s1", "logit_mixoe_lc_a0.3_s0", "mixoe_a1_s1"}
+    with pytest.raises(UserError, match="no finished runs"):
+        E.results_table("/nonexistent")

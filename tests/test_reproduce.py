@@ -1,0 +1,86 @@
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lmoe_viz import reproduce as R
+from lmoe_viz.cli import main
+from lmoe_viz.errors import UserError
+
+SMALLEST = [("alphas", "[1.0]"), ("seeds", "[0]"), ("pretrain_epochs", "2"),
+            ("finetune_epochs", "1"), ("limit_batches", "3")]
+
+
+@pytest.mark.notebooks
+def test_reproduce_digits_writes_every_artifact(tmp_path):
+    argv = ["reproduce", "--preset", "digits", "--out", str(tmp_path), "--no-progress"]
+    for name, value in SMALLEST:
+        argv += ["-p", name, value]
+    assert main(argv) == 0
+    for nb in R.NOTEBOOKS:
+        executed = nbformat.read(tmp_path / "notebooks" / nb, as_version=4)
+        assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), nb
+    figs = ["fig3_logit_norm_histograms", "fig4_logit_pca", "fig5_6_sample_logit_responses",
+            "fig7_beta_distributions"]
+    for f in figs:
+        for ext in ("png", "pdf"):
+            assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 1000, f
+    for ext in ("csv", "md", "tex"):
+        assert (tmp_path / "tables" / f"table1.{ext}").is_file()
+    index = (tmp_path / "index.md").read_text()
+    assert all(f"figures/{f}.png" in index for f in figs) and "Table I" in index
+    assert (tmp_path / "index.html").is_file()
+    table = (tmp_path / "tables" / "table1.md").read_text()
+    assert "Logit MixOE w/ L_LC" in table and "**" in table
+    assert r"\begin{tabular}" in (tmp_path / "tables" / "table1.tex").read_text()
+    meta = json.loads((tmp_path / "reproduce.json").read_text())
+    assert set(meta["seconds"]) == set(R.NOTEBOOKS)
+
+
+def test_params_file_and_overrides(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("alphas: [0.1, 10]\nseeds: [0]\n")
+    params = R.load_params(f, [("seeds", "[1, 2]"), ("lam", "0.25"), ("data_root", "null")])
+    assert params == {"alphas": [0.1, 10], "seeds": [1, 2], "lam": 0.25, "data_root": None}
+    with pytest.raises(UserError, match="parameter file .* not found"):
+        R.load_params(tmp_path / "missing.yaml")
+
+
+def test_wrong_parameter_type_is_refused(tmp_path, capsys):
+    assert main(["reproduce", "--out", str(tmp_path), "-p", "alphas", "abc"]) == 2
+    err = capsys.readouterr().err
+    assert "parameter 'alphas'" in err and "expects list" in err and "got str 'abc'" in err
+    assert main(["reproduce", "--out", str(tmp_path), "-p", "lam", "true"]) == 2
+    assert "expects float" in capsys.readouterr().err
+    assert main(["reproduce", "--out", str(tmp_path), "-p", "alpha_fokus", "1"]) == 2
+    assert "unknown parameter(s) ['alpha_fokus']" in capsys.readouterr().err
+    assert not (tmp_path / "figures").exists()
+
+
+def test_repo_params_files_match_notebooks():
+    params_dir = Path(R.PARAMS_DIR)
+    names = {p.stem for p in params_dir.glob("*.yaml")}
+    assert {"digits", "fashion-mnist", "bird", "aircraft", "butterfly", "car"} <= names
+    defaults = {}
+    for nb in R.NOTEBOOKS:
+        defaults.update(R.notebook_parameters(R.NOTEBOOK_DIR / nb))
+    for p in params_dir.glob("*.yaml"):
+        params = R.load_params(p)
+        for nb in R.NOTEBOOKS:
+            R.check_types(nb, defaults, params)
+        assert set(params) <= set(defaults), p
+    bird = R.load_params(params_dir / "bird.yaml")
+    assert bird["alphas"] == [0.1, 0.3, 1.0, 3.0, 5.0, 10.0] and bird["pretrain_epochs"] == 90
+
+
+def test_committed_notebooks_are_stripped_and_parameterised():
+    for nb_name in R.NOTEBOOKS:
+        nb = nbformat.read(R.NOTEBOOK_DIR / nb_name, as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, nb_name
+        assert all("#" in line for line in tagged[0].source.splitlines() if line.strip())
+        assert not R.strip_outputs(nb), f"{nb_name} has unstripped outputs: run `make notebooks`"
+        checked = [c for c in nb.cells if "NBVAL_CHECK_OUTPUT" in c.get("source", "")]
+        assert checked and all(c.outputs for c in checked), nb_name
