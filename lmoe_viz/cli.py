@@ -64,8 +64,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="where the data was found, what is missing; build-info")
     d.add_argument("action", nargs="?", default="check", help="check (default) or build-info")
     _common(d)
-    from . import reproduce
+    from . import reproduce, sweep
     reproduce.add_parser(sub)
+    sweep.add_parser(sub)
     return parser
 
 
