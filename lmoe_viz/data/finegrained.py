@@ -40,8 +40,13 @@ def read_info(path) -> list[tuple[str, int]]:
     if not path.is_file():
         raise UserError(f"info file {path} not found; run `lmoe-viz data build-info --preset "
                         f"{path.parent.name} --data-root {path.parent.parent}`")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read info file {path} ({exc.__class__.__name__}); fix its "
+                        "permissions or rewrite it with `lmoe-viz data build-info`") from None
     out = []
-    for k, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for k, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         rel, _, label = line.rstrip().rpartition(" ")
@@ -76,6 +81,8 @@ class ImageList(Dataset):
                     raise UserError(f"image {self.paths[j]} is corrupt or unreadable ({exc}); "
                                     "replace it or remove its line from the info file") from exc
                 self.skipped += 1
+                warnings.warn(f"skipped unreadable outlier image {self.paths[j]} "
+                              f"({self.skipped} skipped so far in this process)", stacklevel=2)
         raise UserError("no readable image in the auxiliary outlier set")
 
 

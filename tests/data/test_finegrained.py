@@ -52,6 +52,9 @@ def test_read_info_path_with_space(tmp_path):
     f.parent.mkdir()
     f.write_text("images/a b/1.jpg 3\nimages/c.jpg 0\n\n")
     assert read_info(f) == [("images/a b/1.jpg", 3), ("images/c.jpg", 0)]
+    f.write_bytes(b"\xff\xfe bad utf-8")
+    with pytest.raises(UserError, match="cannot read info file"):
+        read_info(f)
     f.write_text("images/c.jpg zero\n")
     with pytest.raises(UserError, match=r"train.txt:1: expected '<path> <integer label>'"):
         read_info(f)
@@ -130,7 +133,8 @@ def test_corrupt_images_id_fatal_aux_skipped(tmp_path):
     with pytest.raises(UserError, match="corrupt or unreadable"):
         s.id_train[0]
     s.aux.paths[0].write_bytes(b"garbage")
-    x, _, _ = s.aux[0]
+    with pytest.warns(UserWarning, match="skipped unreadable outlier image"):
+        x, _, _ = s.aux[0]
     assert x.shape[0] == 3 and s.aux.skipped == 1
 
 
