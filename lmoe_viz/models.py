@@ -149,10 +149,15 @@ def load_checkpoint(path, expect: dict | None = None) -> dict:
                         "delete it and rerun the command that wrote it") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
         raise UserError(f"{path} is not an lmoe-viz checkpoint (no model/arch entries)")
-    if expect is not None and ckpt["arch"] != expect:
+    if expect is not None:
+        check_arch(ckpt, expect, path)
+    return ckpt
+
+
+def check_arch(ckpt: dict, expect: dict, path) -> None:
+    if ckpt["arch"] != expect:
         raise UserError(f"checkpoint {path} is for {ckpt['arch']}, but this run needs {expect}; "
                         "pass a checkpoint of the same preset and split")
-    return ckpt
 
 
 def model_from_checkpoint(ckpt: dict) -> StagedNet:

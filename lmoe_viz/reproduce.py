@@ -78,8 +78,7 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
     import papermill as pm
     from tqdm.auto import tqdm
     out = Path(out).resolve()
-    params = {"preset": preset, "runs_dir": str(out / "runs"), "out_dir": str(out), **(params or {})}
-    params["preset"] = preset
+    params = {"runs_dir": str(out / "runs"), "out_dir": str(out), **(params or {}), "preset": preset}
     (out / "notebooks").mkdir(parents=True, exist_ok=True)
     known = {}
     for nb in notebooks:                      # check every notebook before running any

@@ -40,7 +40,8 @@ def make_executor(kind: str, folder: Path, timeout_min: int = 60, partition: str
     return ex
 
 
-def run_sweep(grid: Grid, executor: str = "local", parallel: int = 1, **executor_kw) -> dict:
+def run_sweep(grid: Grid, tables_dir, executor: str = "local", parallel: int = 1,
+              **executor_kw) -> dict:
     runs = Path(grid.runs_dir)
     ex = make_executor(executor, runs / "_submitit", **executor_kw)
     t0 = time.time()
@@ -57,8 +58,7 @@ def run_sweep(grid: Grid, executor: str = "local", parallel: int = 1, **executor
                 raise UserError(f"cell {grid.run_dir(cfg).name} failed ({str(exc).strip().splitlines()[-1]}); "
                                 f"its log is under {runs / '_submitit'}; rerun the sweep to resume") from None
     table = results_table(runs)
-    paths = export_table(summary_table(table), runs.parent / "tables" if runs.name == "runs"
-                         else runs / "tables")
+    paths = export_table(summary_table(table), tables_dir)
     return {"cells": len(cells), "seconds": round(time.time() - t0, 1), "tables": paths}
 
 
@@ -98,7 +98,7 @@ def cmd_sweep(args) -> int:
                 limit_batches=args.limit_batches)
     for cfg in grid.cells():          # validate every cell before submitting anything
         cfg.validate()
-    res = run_sweep(grid, args.executor, args.parallel, timeout_min=args.timeout_min,
+    res = run_sweep(grid, Path(args.out) / "tables", args.executor, args.parallel, timeout_min=args.timeout_min,
                     partition=args.partition, gpus=args.gpus)
     print(f"sweep: {res['cells']} cells in {res['seconds']} s; table {res['tables']['md']}")
     return 0

@@ -33,8 +33,8 @@ from .extract import predict
 from .io import atomic_write_json, dict_hash, file_sha256
 from .methods import draw_mix, objective
 from .metrics import evaluate_logits
-from .models import (arch_spec, build_model, load_checkpoint, model_from_checkpoint,
-                     save_checkpoint)
+from .models import (arch_spec, build_model, check_arch, load_checkpoint,
+                     model_from_checkpoint, save_checkpoint)
 
 CKPT, METRICS = "checkpoint.pt", "metrics.json"
 
@@ -116,7 +116,8 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     splits = build_splits(cfg)
     spec = arch_spec(preset.arch, splits.num_classes, preset.channels, preset.image_size)
     if init_ckpt is not None:
-        model = model_from_checkpoint(load_checkpoint(cfg.init, expect=spec))
+        check_arch(init_ckpt, spec, cfg.init)
+        model = model_from_checkpoint(init_ckpt)
     else:
         seed_everything(cfg.seed)
         model = build_model(preset.arch, splits.num_classes, preset.channels)
