@@ -10,8 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from .config import METHODS, MIX_LAYERS, MIX_OPS, RunConfig
+from .config import METHODS, MIX_LAYERS, MIX_OPS, SELECTS, RunConfig
+from .data.protocols import PROTOCOLS
 from .errors import UserError
+from .metrics import METRIC_CONVENTIONS
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -34,6 +36,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--limit-batches", type=int, default=None, help="cap steps per epoch (smoke runs)")
     p.add_argument("--aux-root", default=None, help="WebVision folder (default DATA_ROOT/webvision)")
+    p.add_argument("--aux-exclude", default="mixoe",
+                   help="WebVision concepts removed: mixoe (MixOE's 223 WNIDs), none, or a file of WNIDs")
+    p.add_argument("--select", default=None, choices=SELECTS,
+                   help="epoch kept: best-val (MixOE; paper presets) or last (embedded presets)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="paper presets: crop size instead of 448 (resize keeps 512/448), for dry runs")
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in --out")
     p.add_argument("--no-progress", action="store_true")
 
@@ -44,25 +52,47 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pretrain", help="train on ID data with cross-entropy")
     _train_args(p)
+    p.add_argument("--weights", default=None,
+                   help="ResNet-50 start: imagenet (default of the paper presets, as MixOE), "
+                        "none, or PATH of a torchvision resnet50 state dict")
     f = sub.add_parser("finetune", help="fine-tune with OE, MixOE or Logit MixOE")
     _train_args(f)
     f.add_argument("--init", required=True, help="checkpoint from `lmoe-viz pretrain`")
     f.add_argument("--method", required=True, help=", ".join(m for m in METHODS if m != "baseline"))
     f.add_argument("--lc", action="store_true", help="add the logit-consistency loss, eq. (15)")
     f.add_argument("--alpha", type=float, default=1.0)
-    f.add_argument("--beta", type=float, default=1.0)
+    f.add_argument("--beta", type=float, default=None,
+                   help="outlier-term weight (default 1; energy_oe 0.1)")
     f.add_argument("--gamma", type=float, default=1.0)
     f.add_argument("--mix-op", default="mixup", help=", ".join(MIX_OPS))
     f.add_argument("--mix-layer", default=None, help=", ".join(MIX_LAYERS))
     f.add_argument("--batching", default=None, help="separate or joint forwards (see methods.py)")
-    e = sub.add_parser("evaluate", help="metrics of a checkpoint on ID test vs OOD test")
+    f.add_argument("--id-forward", default="shared",
+                   help="Logit MixOE: ID CE from the mixing forward (shared) or its own (separate, feature_MixOE)")
+    f.add_argument("--mix-continue", default="all",
+                   help="Logit MixOE at a hidden layer: all features continue, or only the mixed (feature_MixOE)")
+    f.add_argument("--mix-noise", default="none",
+                   help="post-mix noise: none, additive, multiplicative, both (feature_MixOE's)")
+    f.add_argument("--noise-add", type=float, default=0.4, help="additive noise level (feature_MixOE 0.4)")
+    f.add_argument("--noise-mult", type=float, default=0.2, help="multiplicative noise level (0.2)")
+    f.add_argument("--aux-ratio", type=int, default=None,
+                   help="outlier batch = ratio x ID batch (default 2 for oe/energy_oe as MixOE, else 1)")
+    f.add_argument("--m-in", type=float, default=-13.0, help="Energy-OE ID margin")
+    f.add_argument("--m-out", type=float, default=-6.0, help="Energy-OE outlier margin")
+    e = sub.add_parser("evaluate", help="metrics of a checkpoint under a named protocol")
     _common(e)
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--score", default="msp", help="msp, maxlogit, energy, l2norm")
-    e.add_argument("--fpr-convention", default="threshold", help="threshold or oe (metrics.py)")
+    e.add_argument("--protocol", default="holdout", choices=PROTOCOLS,
+                   help="holdout (ID test vs held-out classes), paper (ID val vs WebVision, "
+                        "Table I), coarse (ID test vs the other datasets)")
+    e.add_argument("--metric-convention", default="ours", choices=METRIC_CONVENTIONS,
+                   help="ours, or mixoe (MixOE's calculate_log rules, 10 equal-size runs)")
     e.add_argument("--out", default=None, help="JSON file for the metrics (default beside the checkpoint)")
-    d = sub.add_parser("data", help="where the data was found, what is missing; build-info")
-    d.add_argument("action", nargs="?", default="check", help="check (default) or build-info")
+    d = sub.add_parser("data", help="where the data was found, what is missing; build-info, import-mixoe")
+    d.add_argument("action", nargs="?", default="check",
+                   help="check (default), build-info (official release) or import-mixoe (MixOE's info files)")
+    d.add_argument("--info-dir", default=None, help="import-mixoe: MixOE's info/ folder")
     _common(d)
     from . import reproduce, sweep
     reproduce.add_parser(sub)
@@ -75,9 +105,16 @@ def config_from_args(args) -> RunConfig:
     method = getattr(args, "method", "baseline")
     return RunConfig(
         preset=args.preset, method=method, lc=getattr(args, "lc", False),
-        alpha=getattr(args, "alpha", 1.0), beta=getattr(args, "beta", 1.0),
+        alpha=getattr(args, "alpha", 1.0), beta=getattr(args, "beta", None),
         gamma=getattr(args, "gamma", 1.0), mix_op=getattr(args, "mix_op", "mixup"),
         mix_layer=getattr(args, "mix_layer", None), batching=getattr(args, "batching", None),
+        id_forward=getattr(args, "id_forward", "shared"),
+        mix_continue=getattr(args, "mix_continue", "all"),
+        mix_noise=getattr(args, "mix_noise", "none"), noise_add=getattr(args, "noise_add", 0.4),
+        noise_mult=getattr(args, "noise_mult", 0.2),
+        aux_ratio=getattr(args, "aux_ratio", None), m_in=getattr(args, "m_in", -13.0),
+        m_out=getattr(args, "m_out", -6.0), weights=getattr(args, "weights", None),
+        select=args.select, image_size=args.image_size, aux_exclude=args.aux_exclude,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, split=args.split,
         faithful=not args.correct_quirks, limit_batches=args.limit_batches,
@@ -95,21 +132,16 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .extract import extract
+    from .evaluation import evaluate_checkpoint
     from .io import atomic_write_json
-    from .metrics import accuracy, ood_metrics
-    from .scores import score
     from .scores import SCORES
     from .train import resolve_device
     if args.score not in SCORES:
         raise UserError(f"unknown score {args.score!r}; choose one of {', '.join(SCORES)}")
-    res = extract(args.checkpoint, data_root=args.data_root, device=resolve_device(args.device))
-    idt, ood = res["id_test"], res["ood_test"]
-    m = {"checkpoint": args.checkpoint, "score": args.score,
-         "accuracy": accuracy(idt["logits"], idt["labels"]),
-         **ood_metrics(score(args.score, idt["logits"]), score(args.score, ood["logits"]),
-                       args.fpr_convention)}
-    out = Path(args.out) if args.out else Path(args.checkpoint).parent / f"evaluate_{args.score}.json"
+    m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,
+                            data_root=args.data_root, device=resolve_device(args.device))
+    name = f"evaluate_{args.protocol}_{args.score}_{args.metric_convention}.json"
+    out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
     atomic_write_json(out, m)
     print(json.dumps(m))
     return 0
@@ -119,8 +151,13 @@ def cmd_data(args) -> int:
     from .data.check import build_info_cmd, check
     if args.action == "build-info":
         return build_info_cmd(args.preset, args.data_root)
+    if args.action == "import-mixoe":
+        if not args.info_dir:
+            raise UserError("import-mixoe needs --info-dir DIR, the info/ folder of MixOE's "
+                            "repository (github zjysteven/MixOE)")
+        return build_info_cmd(args.preset, args.data_root, args.info_dir)
     if args.action != "check":
-        raise UserError(f"unknown data action {args.action!r}; use check or build-info")
+        raise UserError(f"unknown data action {args.action!r}; use check, build-info or import-mixoe")
     return check(args.preset, args.data_root, args.split, not args.correct_quirks)
 
 

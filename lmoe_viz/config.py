@@ -14,14 +14,23 @@ from typing import Any, Optional
 from .errors import UserError
 from .io import dict_hash
 
-METHODS = ("baseline", "oe", "mixoe", "logit_mixoe")
+METHODS = ("baseline", "oe", "energy_oe", "mixoe", "logit_mixoe")
 MIX_OPS = ("mixup", "cutmix")
-MIX_LAYERS = ("input", "layer1", "layer2", "layer3", "layer4", "fc")
+MIX_LAYERS = ("input", "stem", "layer1", "layer2", "layer3", "layer4", "fc")
 BATCHINGS = ("separate", "joint")
 DEVICES = ("auto", "cpu", "cuda")
+SELECTS = ("best-val", "last")
+MIX_CONTINUES = ("all", "mixed")
+ID_FORWARDS = ("shared", "separate")
+MIX_NOISES = ("none", "additive", "multiplicative", "both")
 #: default forward batching of each method, as in its reference code (see methods.py)
-DEFAULT_BATCHING = {"baseline": "separate", "oe": "joint", "mixoe": "separate",
-                    "logit_mixoe": "joint"}
+DEFAULT_BATCHING = {"baseline": "separate", "oe": "joint", "energy_oe": "joint",
+                    "mixoe": "separate", "logit_mixoe": "joint"}
+#: outlier batch = ratio x ID batch: MixOE's OE and Energy-OE draw twice the ID batch
+DEFAULT_AUX_RATIO = {"oe": 2, "energy_oe": 2}
+#: beta of the outlier term: MixOE's Energy-OE uses 0.1, every other method 1
+DEFAULT_BETA = {"energy_oe": 0.1}
+
 #: default mixing place of each method: MixOE mixes inputs, Logit MixOE logits (eq. 13)
 DEFAULT_MIX_LAYER = {"mixoe": "input", "logit_mixoe": "fc"}
 
@@ -32,11 +41,23 @@ class RunConfig:
     method: str = "baseline"          # baseline (CE on ID), oe, mixoe, logit_mixoe
     lc: bool = False                  # add the logit-consistency term, eq. (15)-(16)
     alpha: float = 1.0                # lambda ~ Beta(alpha, alpha)
-    beta: float = 1.0                 # weight of the outlier term, eqs. (9), (12), (14)
+    beta: Optional[float] = None      # weight of the outlier term, eqs. (9), (12), (14)
     gamma: float = 1.0                # weight of L_LC, eq. (16)
     mix_op: str = "mixup"             # input-space mixing: mixup or cutmix
-    mix_layer: Optional[str] = None   # input | layer1..layer4 | fc (None: method default)
+    mix_layer: Optional[str] = None   # input | stem | layer1..layer4 | fc (None: method default)
     batching: Optional[str] = None    # separate | joint forwards (None: method default)
+    mix_continue: str = "all"         # after a hidden-layer mix: all | mixed (feature_MixOE)
+    id_forward: str = "shared"        # ID CE from the mixing forward, or a separate ID forward
+    mix_noise: str = "none"           # post-mix noise: none | additive | multiplicative | both
+    noise_add: float = 0.4            # feature_MixOE's additive level
+    noise_mult: float = 0.2           # feature_MixOE's multiplicative level
+    m_in: float = -13.0               # Energy-OE margins (MixOE's train_oe.py)
+    m_out: float = -6.0
+    aux_ratio: Optional[int] = None   # outlier batch = aux_ratio x ID batch (None: method default)
+    weights: Optional[str] = None     # initial weights: imagenet | none | PATH (None: preset default)
+    select: Optional[str] = None      # best-val | last epoch kept (None: preset default)
+    image_size: Optional[int] = None  # paper presets: crop size (None: 448; dry runs use less)
+    aux_exclude: str = "mixoe"        # WebVision concepts removed: mixoe | none | PATH of WNIDs
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -62,20 +83,38 @@ class RunConfig:
             _choice("mix_layer", self.mix_layer, MIX_LAYERS)
         if self.batching is not None:
             _choice("batching", self.batching, BATCHINGS)
+        if self.select is not None:
+            _choice("select", self.select, SELECTS)
+        _choice("mix_continue", self.mix_continue, MIX_CONTINUES)
+        _choice("id_forward", self.id_forward, ID_FORWARDS)
+        _choice("mix_noise", self.mix_noise, MIX_NOISES)
+        self._validate_numbers()
+        self._validate_combinations()
+        return self
+
+    def _validate_numbers(self) -> None:
         if not self.alpha > 0:
             raise UserError(f"alpha must be > 0 (lambda ~ Beta(alpha, alpha)), got {self.alpha}; "
                             "pass e.g. --alpha 1")
-        for name in ("beta", "gamma"):
-            if not getattr(self, name) >= 0:
-                raise UserError(f"{name} must be >= 0, got {getattr(self, name)}; pass e.g. --{name} 1")
-        for name in ("epochs", "batch_size", "limit_batches"):
+        for name in ("beta", "gamma", "noise_add", "noise_mult"):
+            v = getattr(self, name)
+            if v is not None and not v >= 0:
+                raise UserError(f"{name} must be >= 0, got {v}; pass e.g. "
+                                f"--{name.replace('_', '-')} 1")
+        for name in ("epochs", "batch_size", "limit_batches", "aux_ratio"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise UserError(f"{name} must be a positive integer, got {v!r}")
+        if self.image_size is not None and (not isinstance(self.image_size, int)
+                                            or self.image_size < 32):
+            raise UserError(f"image_size must be an integer >= 32, got {self.image_size!r}; "
+                            "pass e.g. --image-size 64 (dry runs) or leave it out (448)")
         for name in ("lr", "weight_decay"):
             v = getattr(self, name)
             if v is not None and not v >= 0:
                 raise UserError(f"{name} must be >= 0, got {v!r}")
+
+    def _validate_combinations(self) -> None:
         if self.lc and self.method not in ("mixoe", "logit_mixoe"):
             raise UserError(f"--lc applies to mixoe and logit_mixoe, not to method {self.method!r}")
         if self.method == "mixoe" and self.mix_layer not in (None, "input"):
@@ -83,7 +122,13 @@ class RunConfig:
                             "--method logit_mixoe (layer1..layer4 is the intermediate-layer extension)")
         if self.method == "logit_mixoe" and self.mix_layer == "input":
             raise UserError("logit_mixoe with mix_layer 'input' is MixOE: use --method mixoe")
-        return self
+        if self.mix_continue == "mixed" and self.id_forward != "separate":
+            raise UserError("mix_continue 'mixed' continues only the mixed half, so the ID CE "
+                            "needs its own forward: add --id-forward separate (feature_MixOE)")
+        if self.method != "logit_mixoe" and (self.mix_continue != "all" or self.mix_noise != "none"
+                                             or self.id_forward != "shared"):
+            raise UserError(f"--mix-continue/--id-forward/--mix-noise are Logit MixOE options "
+                            f"(feature_MixOE), not for method {self.method!r}")
 
     def resolved(self) -> "RunConfig":
         """A copy with every ``None`` default filled from the preset and the method."""
@@ -101,7 +146,30 @@ class RunConfig:
             out.batching = DEFAULT_BATCHING[out.method]
         if out.mix_layer is None:
             out.mix_layer = DEFAULT_MIX_LAYER.get(out.method, "input")
+        if out.beta is None:
+            out.beta = DEFAULT_BETA.get(out.method, 1.0)
+        if out.aux_ratio is None:
+            out.aux_ratio = DEFAULT_AUX_RATIO.get(out.method, 1)
+        if out.select is None:
+            out.select = preset.default_select
+        if not finetune and out.weights is None:
+            out.weights = preset.default_weights
+        if finetune and out.weights is not None:
+            raise UserError(f"--weights {out.weights} applies to pretraining; a fine-tuning run "
+                            "starts from --init and records the weights that checkpoint began from")
+        if out.image_size is not None and preset.arch != "resnet50":
+            raise UserError(f"--image-size applies to the paper presets; {preset.name} trains "
+                            f"at its native {preset.image_size} px")
+        if preset.arch != "resnet50" and out.weights not in (None, "none"):
+            raise UserError(f"--weights {out.weights} applies to the ResNet-50 presets; "
+                            f"{preset.name} uses a small network: leave --weights out")
         return out.validate()
+
+    @property
+    def input_size(self) -> int:
+        """The crop size the network sees (the preset's, or ``image_size`` for dry runs)."""
+        from .data.presets import get_preset
+        return self.image_size or get_preset(self.preset).image_size
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -117,10 +185,10 @@ class RunConfig:
     def identity(self) -> dict:
         """Fields that change what is trained (not where data lives or which device runs).
 
-        The initial checkpoint enters the run's identity through its content hash
-        (train.py), not its path."""
+        The initial checkpoint and the initial weights enter the run's identity through
+        their content hash (train.py), not their path."""
         d = self.to_dict()
-        for key in ("data_root", "device", "num_workers", "init"):
+        for key in ("data_root", "device", "num_workers", "init", "weights"):
             d.pop(key)
         return d
 

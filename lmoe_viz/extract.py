@@ -1,7 +1,7 @@
 """Logit extraction and the logit cache.
 
 ``extract(checkpoint, ...)`` returns, for each requested part (``id_test``, ``ood_test``,
-optionally ``aux``), the logits, penultimate features, labels (-1 for OOD) and sample ids.
+``id_val``, ``aux`` or a protocol's part, data/protocols.py), the logits, penultimate features, labels (-1 for OOD) and sample ids.
 Results are cached as ``<cache_dir>/<key>.npz`` plus ``<key>.json`` metadata, written
 atomically; the key hashes the checkpoint's content (sha256), the preset, the split and
 the parts, so a changed checkpoint is recomputed and an unchanged one is reused.
@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from .io import atomic_save, atomic_write_json, dict_hash, file_sha256, read_json
 
-PARTS = ("id_test", "ood_test", "aux")
+PARTS = ("id_test", "ood_test", "id_val", "aux", "paper_id", "paper_ood", "coarse_ood")
 
 
 @torch.no_grad()
@@ -61,6 +61,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     """
     from .config import RunConfig
     from .data import build_splits
+    from .data.protocols import part_dataset
     from .models import load_checkpoint, model_from_checkpoint
     from .train import resolve_device
     device = resolve_device(device) if device in ("auto", "cpu", "cuda") else device
@@ -82,8 +83,8 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute below
     splits = build_splits(cfg)
+    datasets = {p: part_dataset(p, splits, cfg) for p in parts}
     model = model_from_checkpoint(ckpt).to(device)
-    datasets = {"id_test": splits.id_test, "ood_test": splits.ood_test, "aux": splits.aux}
     result = {p: predict(model, datasets[p], device, limit=aux_limit if p == "aux" else None)
               for p in parts}
     flat = {f"{p}/{k}": v for p, d in result.items() for k, v in d.items()}

@@ -79,3 +79,12 @@ def logit_consistency(z_of_mixed_input, z_in, z_out, lam) -> torch.Tensor:
     over the batch, i.e. the mean over all elements."""
     target = logit_mix(z_in, z_out, lam)
     return F.mse_loss(_t(z_of_mixed_input).float(), target.float())
+
+
+def energy_margin_loss(z_in, z_out, m_in: float = -13.0, m_out: float = -6.0) -> torch.Tensor:
+    """Energy-OE's regulariser (Liu et al., 2020; MixOE's Energy-OE baseline):
+    mean_i relu(E(x_in,i) - m_in)^2 + mean_j relu(m_out - E(x_out,j))^2, with the energy
+    E(x) = -logsumexp_k f(x)_k. ID energies are pushed below m_in, outliers' above m_out."""
+    e_in = -torch.logsumexp(_t(z_in).float(), dim=-1)
+    e_out = -torch.logsumexp(_t(z_out).float(), dim=-1)
+    return (F.relu(e_in - m_in) ** 2).mean() + (F.relu(m_out - e_out) ** 2).mean()

@@ -1,19 +1,43 @@
-"""One objective per method behind one interface: ``objective(...) -> (loss, terms)``.
+"""One objective per method, in a registry: ``objective(...) -> (loss, terms)``.
 
 =============  =====================================================  ================
 method         loss                                                   PAPER.md
 =============  =====================================================  ================
 baseline       CE(f(x_in), y)                                         (2)-(3)
 oe             CE(f(x_in), y) + beta CE(f(x_out), u)                  (9)
+energy_oe      CE(f(x_in), y) + beta (E_in + E_out hinge terms)       MixOE's baseline
 mixoe          CE(f(x_in), y) + beta CE(f(x~), y~)                    (10)-(12)
 logit_mixoe    CE(f(x_in), y) + beta CE(z~, y~), z~ mixed at a layer  (13)-(14)
 ... + lc       + gamma L_LC(f(x~), f(x_in), f(x_out))                 (15)-(16)
 =============  =====================================================  ================
 
-x~ is mixup or CutMix of the ID and outlier inputs (with CutMix, lambda is reset to the
-ID area kept and that lambda is used for y~, z~ and L_LC). For MixOE w/ L_LC, f(x~) is
-shared by both terms. ``mix_layer`` in layer1..layer4 mixes hidden features instead of
-logits (the extension after the first author's public follow-up code); ``fc`` is eq. (13).
+x~ is mixup or CutMix of the ID and outlier inputs. With CutMix, lambda is reset to the
+ID area kept, and that one lambda is used for y~, z~ and L_LC, whether L_LC is on or
+not: switching ``lc`` on adds the L_LC term and its forward, nothing else. For MixOE w/
+L_LC, f(x~) is shared by both terms.
+
+Logit MixOE, ``mix_layer``: ``fc`` is eq. (13) (logits mixed); ``stem`` (the first
+author's ``conv1``) and ``layer1..layer4`` mix hidden features, the extension of the
+first author's public code (feature_MixOE). Options after that code, each recorded in
+the config:
+
+* ``id_forward``: ``shared`` (default: CE(f(x_in), y) uses the ID half of the mixing
+  forward, eq. (14) with one forward per input) or ``separate`` (feature_MixOE: the ID
+  CE comes from its own ID-only forward, and the mixing forward runs ID and outliers
+  again).
+* ``mix_continue`` (hidden layers): ``all`` (default: the ID, outlier and mixed features
+  all continue to logits) or ``mixed`` (feature_MixOE: only the mixed half continues;
+  needs ``id_forward=separate``; with L_LC, f(x_out) takes one more forward).
+* ``mix_noise``: ``none`` (default), ``additive`` (h~ + a b1 N(0, 1)), ``multiplicative``
+  (h~ (1 + m b2 U(-1, 1))) or ``both`` ((1 + m b2 U(-1, 1)) h~ + a b1 N(0, 1), feature_MixOE's
+  default), elementwise noise on the mixed features right after the mix, with one scalar
+  b1, b2 ~ Beta(2, 5) a step each, a = ``noise_add`` (0.4), m = ``noise_mult`` (0.2).
+
+The defaults are the paper's equations with the fewest forwards (2 passes a step without
+L_LC, the cost the paper's method implies); ``--id-forward separate --mix-continue mixed``
+reproduces the first author's code. Outliers: MixOE's OE and Energy-OE draw an outlier
+batch twice the ID batch (``aux_ratio`` 2); mixing methods use the first
+``len(x_in)`` outliers.
 
 Forward batching (``batching``), a choice with a BatchNorm consequence:
 
@@ -47,50 +71,110 @@ def _forward(fn, xs: list, joint: bool) -> list:
     return list(torch.split(out, [len(x) for x in xs]))
 
 
-def objective(model, cfg, num_classes: int, x_in, y, x_out=None, lam: float = 1.0,
-              box=None):
-    """The loss of ``cfg.method`` for one step, and the terms to log (floats)."""
-    joint = cfg.batching == "joint"
-    terms = {}
-    if cfg.method == "baseline":
-        loss = L.soft_cross_entropy(model(x_in), L.mixoe_targets(y, num_classes, 1.0))
-        return loss, {"ce_id": loss.item()}
+def _ce_id(z_in, y, k):
+    return L.soft_cross_entropy(z_in, L.mixoe_targets(y, k, 1.0))
+
+
+def _input_mix(cfg, xi, xo, lam, box):
+    """x~ and the lambda that goes with it (CutMix: the ID area kept)."""
+    if cfg.mix_op == "cutmix":
+        return L.cutmix(xi, xo, box)
+    return L.mixup(xi, xo, lam), lam
+
+
+def baseline(model, cfg, k, x_in, y, x_out, lam, box):
+    loss = _ce_id(model(x_in), y, k)
+    return loss, {"ce_id": loss}
+
+
+def oe(model, cfg, k, x_in, y, x_out, lam, box):
+    """Eq. (9): CE on ID plus beta CE(f(x_out), u); MixOE's OE: outlier batch 2x ID."""
+    z_in, z_out = _forward(model, [x_in, x_out], cfg.batching == "joint")
+    ce_id = _ce_id(z_in, y, k)
+    ce_out = L.soft_cross_entropy(z_out, L.uniform_targets(len(z_out), k, z_out.device))
+    return ce_id + cfg.beta * ce_out, {"ce_id": ce_id, "ce_out": ce_out}
+
+
+def energy_oe(model, cfg, k, x_in, y, x_out, lam, box):
+    """MixOE's Energy-OE baseline (Liu et al., 2020): CE on ID plus
+    beta [mean relu(E(x_in) - m_in)^2 + mean relu(m_out - E(x_out))^2],
+    E(x) = -logsumexp f(x); beta 0.1, m_in -13, m_out -6 by default."""
+    z_in, z_out = _forward(model, [x_in, x_out], cfg.batching == "joint")
+    ce_id = _ce_id(z_in, y, k)
+    reg = L.energy_margin_loss(z_in, z_out, cfg.m_in, cfg.m_out)
+    return ce_id + cfg.beta * reg, {"ce_id": ce_id, "energy_reg": reg}
+
+
+def mixoe(model, cfg, k, x_in, y, x_out, lam, box):
+    """Eqs. (10)-(12), plus gamma L_LC (eq. 15) with f(x~) shared by both terms."""
+    n = min(len(x_in), len(x_out))
+    xo = x_out[:n]
+    x_mix, lam = _input_mix(cfg, x_in[:n], xo, lam, box)
+    outs = _forward(model, [x_in, x_mix] + ([xo] if cfg.lc else []), cfg.batching == "joint")
+    z_in, z_mix = outs[0], outs[1]
+    return _mix_terms(cfg, k, y, z_in, z_mix, lam, z_mix, outs[2] if cfg.lc else None, n)
+
+
+def _noise(cfg, h):
+    """feature_MixOE's post-mix noise (module doc); torch's RNG, seeded per epoch."""
+    if cfg.mix_noise == "none":
+        return h
+    b = torch.distributions.Beta(2.0, 5.0).sample((2,)).to(h.device)
+    if cfg.mix_noise in ("multiplicative", "both"):
+        h = h * (1 + cfg.noise_mult * b[1] * (2 * torch.rand_like(h) - 1))
+    if cfg.mix_noise in ("additive", "both"):
+        h = h + cfg.noise_add * b[0] * torch.randn_like(h)
+    return h
+
+
+def logit_mixoe(model, cfg, k, x_in, y, x_out, lam, box):
+    """Eqs. (13)-(14) at ``mix_layer`` (+ gamma L_LC), with feature_MixOE's options."""
+    joint, layer = cfg.batching == "joint", cfg.mix_layer
     n = min(len(x_in), len(x_out))
     xi, xo = x_in[:n], x_out[:n]
-    if cfg.method == "oe":
-        z_in, z_out = _forward(model, [x_in, x_out], joint)
-        ce_id = L.soft_cross_entropy(z_in, L.mixoe_targets(y, num_classes, 1.0))
-        ce_out = L.soft_cross_entropy(z_out, L.uniform_targets(len(z_out), num_classes,
-                                                               z_out.device))
-        return ce_id + cfg.beta * ce_out, {"ce_id": ce_id.item(), "ce_out": ce_out.item()}
     x_mix = None
-    if cfg.method == "mixoe" or cfg.lc:
-        if cfg.mix_op == "cutmix":
-            x_mix, lam = L.cutmix(xi, xo, box)
-        else:
-            x_mix = L.mixup(xi, xo, lam)
-    if cfg.method == "mixoe":
-        batches = [x_in, x_mix] + ([xo] if cfg.lc else [])
-        outs = _forward(model, batches, joint)
-        z_in, z_mix = outs[0], outs[1]
-        z_mixed_input = z_mix
-        z_out = outs[2] if cfg.lc else None
-    else:  # logit_mixoe, mixed at cfg.mix_layer
-        layer = cfg.mix_layer
-        h_in, h_out = _forward(lambda x: model(x, stop=layer), [x_in, xo], joint)
-        h_mix = L.logit_mix(h_in[:n], h_out, lam)
-        if layer == "fc":
-            z_in, z_out, z_mix = h_in, h_out, h_mix
-        else:
-            z_in, z_out, z_mix = _forward(lambda h: model(h, start=layer),
-                                          [h_in, h_out, h_mix], joint)
-        z_mixed_input = _forward(model, [x_mix], joint)[0] if cfg.lc else None
-    ce_id = L.soft_cross_entropy(z_in, L.mixoe_targets(y, num_classes, 1.0))
-    ce_mix = L.soft_cross_entropy(z_mix, L.mixoe_targets(y[:n], num_classes, lam))
+    if cfg.mix_op == "cutmix" or cfg.lc:     # the box's lambda is used with or without L_LC
+        x_mix, lam = _input_mix(cfg, xi, xo, lam, box)
+    separate_id = cfg.id_forward == "separate"
+    z_in = model(x_in) if separate_id else None
+    h_in, h_out = _forward(lambda x: model(x, stop=layer), [xi if separate_id else x_in, xo], joint)
+    h_mix = _noise(cfg, L.logit_mix(h_in[:n], h_out, lam))
+    z_out = None
+    if layer == "fc":
+        z_mix, z_out = h_mix, h_out
+        z_in = h_in if z_in is None else z_in
+    elif cfg.mix_continue == "mixed":
+        z_mix = model(h_mix, start=layer)
+    else:
+        z_hin, z_out, z_mix = _forward(lambda h: model(h, start=layer), [h_in, h_out, h_mix], joint)
+        z_in = z_hin if z_in is None else z_in
+    z_x = None
+    if cfg.lc:
+        if z_out is None:
+            z_out = model(xo)
+        z_x = model(x_mix)
+    return _mix_terms(cfg, k, y, z_in, z_mix, lam, z_x, z_out, n)
+
+
+def _mix_terms(cfg, k, y, z_in, z_mix, lam, z_mixed_input, z_out, n):
+    """CE(f(x_in), y) + beta CE(z_mix, y~) [+ gamma L_LC]; the terms to log."""
+    ce_id = _ce_id(z_in, y, k)
+    ce_mix = L.soft_cross_entropy(z_mix, L.mixoe_targets(y[:n], k, lam))
     loss = ce_id + cfg.beta * ce_mix
-    terms.update(ce_id=ce_id.item(), ce_mix=ce_mix.item(), lam=float(lam))
+    terms = {"ce_id": ce_id, "ce_mix": ce_mix, "lam": float(lam)}
     if cfg.lc:
         lc = L.logit_consistency(z_mixed_input, z_in[:n], z_out, lam)
         loss = loss + cfg.gamma * lc
-        terms["lc"] = lc.item()
+        terms["lc"] = lc
     return loss, terms
+
+
+OBJECTIVES = {"baseline": baseline, "oe": oe, "energy_oe": energy_oe, "mixoe": mixoe,
+              "logit_mixoe": logit_mixoe}
+
+
+def objective(model, cfg, num_classes: int, x_in, y, x_out=None, lam: float = 1.0,
+              box=None):
+    """The loss of ``cfg.method`` for one step, and the terms to log (floats)."""
+    loss, terms = OBJECTIVES[cfg.method](model, cfg, num_classes, x_in, y, x_out, lam, box)
+    return loss, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in terms.items()}

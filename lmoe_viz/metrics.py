@@ -3,13 +3,24 @@
 * Scores: higher = more in-distribution (scores.py).
 * ID is the **positive** class for AUROC, FPR@TPR and AUPR-in (MixOE's and the paper's
   convention); AUPR-out takes OOD as positive with the negated score.
-* ``fpr_at_tpr(..., tpr=0.95)`` (FPR95), convention ``"threshold"`` (default, DESIGN.md):
-  the threshold t is the largest score that keeps at least 95% of ID samples at or above
-  it; FPR95 is the fraction of OOD samples with score >= t. Convention ``"oe"`` follows
-  the Outlier Exposure code that MixOE's evaluation reuses: on the ROC curve over
-  distinct thresholds, take the point whose TPR is closest to 0.95 and report its FPR.
-  The two agree on untied, well-populated data and may differ by a sample on ties.
-* AUROC counts ties as half (Mann-Whitney), as scikit-learn does.
+* Metric convention ``ours`` (default, DESIGN.md), on all samples:
+  ``fpr_at_tpr(..., tpr=0.95)`` with ``"threshold"``: the threshold t is the largest score
+  that keeps at least 95% of ID samples at or above it; FPR95 is the fraction of OOD
+  samples with score >= t. AUROC counts ties as half (Mann-Whitney), as scikit-learn does.
+  (``fpr_at_tpr`` convention ``"oe"``: the ROC point over distinct thresholds whose TPR is
+  closest to 0.95, as scikit-learn-based OOD code does; it is *not* MixOE's rule.)
+* Metric convention ``mixoe``: MixOE's evaluation (utils/calculate_log.py from the
+  Mahalanobis-detector code, called by eval/eval.py), :func:`mixoe_metrics`:
+  - the curve removes the lowest remaining score one at a time, from (TPR 1, FPR 1) to
+    (0, 0); on a tie between an ID and an OOD score the ID sample goes first, so ties
+    count against ID;
+  - FPR95 is the FPR at the first curve point whose TPR is closest to 0.95 (float64);
+  - AUROC is the trapezoid area under that staircase, i.e. P(ID score > OOD score)
+    with ties scoring 0; AUPR-in integrates precision over recall with MixOE's end points
+    (recall 1, precision 0.5) and (0, 0);
+  - each number is the mean of 10 runs on equal-size random subsamples: Python's
+    ``random.seed(0)`` once per OOD set, then per run ``random.sample`` of
+    min(n_ID, n_OOD) ID indices, then of as many OOD indices.
 """
 from __future__ import annotations
 
@@ -21,6 +32,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 from .errors import UserError
 
 FPR_CONVENTIONS = ("threshold", "oe")
+METRIC_CONVENTIONS = ("ours", "mixoe")
+MIXOE_RUNS = 10
 
 
 def _labels_scores(id_scores, ood_scores):
@@ -86,3 +99,57 @@ def evaluate_logits(id_logits, id_labels, ood_logits, score_name: str = "msp") -
     out = {"accuracy": accuracy(id_logits, id_labels), "score": score_name}
     out.update(ood_metrics(score(score_name, id_logits), score(score_name, ood_logits)))
     return out
+
+
+def mixoe_curve(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, fp) counts of MixOE's staircase: after removing the l lowest scores (ID
+    before OOD on ties), tp[l] ID and fp[l] OOD samples remain; l = 0..n_ID + n_OOD."""
+    _, _, ids, ood = _labels_scores(id_scores, ood_scores)
+    scores = np.r_[ids, ood]
+    is_ood = np.r_[np.zeros(ids.size, int), np.ones(ood.size, int)]
+    order = np.lexsort((is_ood, scores))          # by score, ID first on a tie
+    removed_ood = np.r_[0, np.cumsum(is_ood[order])]
+    removed_id = np.arange(scores.size + 1) - removed_ood
+    return ids.size - removed_id, ood.size - removed_ood
+
+
+def mixoe_single(id_scores, ood_scores) -> dict:
+    """AUROC, FPR95 and AUPR-in of one run by MixOE's rules (module doc), no subsampling."""
+    tp, fp = mixoe_curve(id_scores, ood_scores)
+    n_id, n_ood = tp[0], fp[0]
+    tpr, fpr = tp / n_id, fp / n_ood
+    pos = int(np.argmin(np.abs(tpr - 0.95)))
+    tpr_ext, fpr_ext = np.r_[1.0, tpr, 0.0], np.r_[1.0, fpr, 0.0]   # zero-width end points
+    auroc_ = float(-np.trapezoid(1.0 - fpr_ext, tpr_ext))
+    keep = (tp + fp) > 0
+    recall = np.r_[1.0, tp[keep] / n_id, 0.0]
+    precision = np.r_[0.5, tp[keep] / (tp + fp)[keep], 0.0]
+    return {"auroc": auroc_, "fpr95": float(fp[pos] / n_ood),
+            "aupr_in": float(-np.trapezoid(precision, recall))}
+
+
+def mixoe_metrics(id_scores, ood_scores, runs: int = MIXOE_RUNS, seed: int = 0) -> dict:
+    """MixOE's eval: the mean (and population std) over ``runs`` equal-size subsamples."""
+    import random
+    _, _, ids, ood = _labels_scores(id_scores, ood_scores)
+    rng = random.Random(seed)
+    n = min(ids.size, ood.size)
+    per_run = []
+    for _ in range(runs):
+        i = rng.sample(range(ids.size), n)
+        o = rng.sample(range(ood.size), n)
+        per_run.append(mixoe_single(ids[i], ood[o]))
+    out = {k: float(np.mean([r[k] for r in per_run])) for k in per_run[0]}
+    out.update({f"{k}_std": float(np.std([r[k] for r in per_run])) for k in per_run[0]})
+    out["runs"], out["subsample"] = runs, n
+    return out
+
+
+def metrics_by_convention(id_scores, ood_scores, convention: str = "ours") -> dict:
+    """OOD metrics under a named convention: ``ours`` or ``mixoe`` (module doc)."""
+    if convention == "ours":
+        return {**ood_metrics(id_scores, ood_scores), "metric_convention": "ours"}
+    if convention == "mixoe":
+        return {**mixoe_metrics(id_scores, ood_scores), "metric_convention": "mixoe"}
+    raise UserError(f"unknown metric convention {convention!r}; choose one of "
+                    f"{', '.join(METRIC_CONVENTIONS)}")

@@ -32,9 +32,10 @@ from .errors import TrainingError, UserError
 from .extract import predict
 from .io import atomic_write_json, dict_hash, file_sha256
 from .methods import draw_mix, objective
-from .metrics import evaluate_logits
+from .metrics import accuracy, evaluate_logits
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
                      model_from_checkpoint, save_checkpoint)
+from .weights import load_initial_weights, weights_identity, weights_record
 
 CKPT, METRICS = "checkpoint.pt", "metrics.json"
 
@@ -75,9 +76,12 @@ def init_distributed(device: torch.device) -> bool:
     return True
 
 
-def cosine_lambda(total_steps: int):
-    """Per-step cosine annealing from lr to 0 (MixOE's schedule)."""
-    return lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+def cosine_lambda(total_steps: int, lr: float = 1.0, eta_min: float = 1e-6):
+    """Per-step cosine annealing of the LR factor from 1 down to eta_min / lr (MixOE's
+    schedule: the LR reaches 1e-6 at the last step)."""
+    floor = min(eta_min / lr, 1.0) if lr > 0 else 0.0
+    return lambda step: floor + (1 - floor) * 0.5 * (
+        1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
 
 
 def _rng_state() -> dict:
@@ -104,7 +108,8 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     if cfg.method != "baseline" and init_ckpt is None:
         raise UserError(f"fine-tuning with method {cfg.method!r} needs --init CKPT "
                         "(a checkpoint from `lmoe-viz pretrain`)")
-    identity = {**cfg.identity(), "init_sha256": file_sha256(cfg.init) if cfg.init else None}
+    identity = {**cfg.identity(), "init_sha256": file_sha256(cfg.init) if cfg.init else None,
+                "weights": weights_identity(cfg.weights) if init_ckpt is None else None}
     run_hash = dict_hash(identity)
     ckpt_path = out_dir / CKPT
     resume = _existing_run(ckpt_path, run_hash, overwrite)
@@ -114,13 +119,19 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     from .data import build_splits, get_preset
     preset = get_preset(cfg.preset)
     splits = build_splits(cfg)
-    spec = arch_spec(preset.arch, splits.num_classes, preset.channels, preset.image_size)
+    spec = arch_spec(preset.arch, splits.num_classes, preset.channels, cfg.input_size)
     if init_ckpt is not None:
         check_arch(init_ckpt, spec, cfg.init)
         model = model_from_checkpoint(init_ckpt)
+        weights = init_ckpt.get("weights", {"name": "unknown", "file": None, "sha256": None})
     else:
         seed_everything(cfg.seed)
         model = build_model(preset.arch, splits.num_classes, preset.channels)
+        weights = weights_record(cfg.weights)      # fetches ImageNet's file if not cached
+        load_initial_weights(model, weights)
+    if cfg.select == "best-val" and splits.id_val is None:
+        raise UserError(f"--select best-val needs a validation split and preset {cfg.preset} "
+                        "has none; pass --select last")
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -135,23 +146,24 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
                      pin_memory=device.type == "cuda", drop_last=len(id_sampler) > cfg.batch_size,
                      persistent_workers=False)
     id_loader = DataLoader(splits.id_train, sampler=id_sampler, **loader_kw)
-    aux_loader = DataLoader(splits.aux, sampler=aux_sampler, **loader_kw)
+    aux_loader = DataLoader(splits.aux, sampler=aux_sampler,
+                            **{**loader_kw, "batch_size": cfg.batch_size * cfg.aux_ratio})
     steps_per_epoch = len(id_loader) if cfg.limit_batches is None else min(len(id_loader), cfg.limit_batches)
     total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total))
-    state = {"epoch": 0, "step": 0, "history": [], "lambdas": []}
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, cfg.lr))
+    state = {"epoch": 0, "step": 0, "history": [], "lambdas": [], "best": None}
     if resume is not None:
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         sched.load_state_dict(resume["scheduler"])
         _set_rng_state(resume["rng"])
-        state = {k: resume[k] for k in state}
+        state = {k: resume.get(k) for k in state}
     net = torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
     h, w = splits.id_train[0][0].shape[-2:]
     base = {"config": cfg.to_dict(), "run_hash": run_hash, "seed": cfg.seed, "split": cfg.split,
             "arch": spec, "id_classes": splits.id_classes, "ood_classes": splits.ood_classes,
-            "init_sha256": identity["init_sha256"]}
+            "init_sha256": identity["init_sha256"], "weights": weights}
     needs_aux = cfg.method != "baseline"
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
@@ -203,19 +215,23 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
             bar.close()
         state["epoch"] = epoch + 1
         if rank == 0:
-            metrics = evaluate(model, splits, device)
+            finished = epoch + 1 == cfg.epochs
             record = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 3),
                       "lr": sched.get_last_lr()[0],
                       **{f"train_{k}": v / max(steps_per_epoch, 1) for k, v in sums.items()},
-                      **metrics}
+                      **epoch_metrics(model, splits, device)}
             state["history"].append(record)
-            finished = epoch + 1 == cfg.epochs
-            final = {**metrics, "epoch": epoch + 1, "run_hash": run_hash, "config": cfg.to_dict(),
-                     "world_size": world, "steps": state["step"], **splits.describe()}
-            save_checkpoint(ckpt_path, {**base, **state, "model": model.state_dict(),
+            _track_best(state, record, model, cfg.select)
+            final = None
+            if finished:
+                _select_weights(model, state, cfg.select)
+                final = _final_metrics(model, splits, device, cfg, state, run_hash, world, weights)
+            save_checkpoint(ckpt_path, {**base, **_saved_state(state, finished),
+                                        "model": model.state_dict(),
                                         "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                         "rng": _rng_state(), "finished": finished, "final": final})
-            atomic_write_json(out_dir / METRICS, {**final, "history": state["history"],
+            atomic_write_json(out_dir / METRICS, {**(final or _partial(record, cfg, run_hash)),
+                                                 "history": state["history"],
                                                  "lambdas": state["lambdas"], "finished": finished})
         if ddp:
             dist.barrier()
@@ -225,9 +241,61 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
 
 
 def evaluate(model, splits, device, score: str = "msp") -> dict:
-    """Accuracy (%) on ID test and OOD metrics (MSP by default) on ID vs OOD test."""
+    """Accuracy (%) on ID test and OOD metrics (MSP by default) on ID vs OOD test: the
+    ``holdout`` protocol with our metric conventions (evaluation.py has all protocols)."""
     idt, ood = predict(model, splits.id_test, device), predict(model, splits.ood_test, device)
-    return evaluate_logits(idt["logits"], idt["labels"], ood["logits"], score)
+    return {**evaluate_logits(idt["logits"], idt["labels"], ood["logits"], score),
+            "protocol": "holdout", "metric_convention": "ours"}
+
+
+def epoch_metrics(model, splits, device) -> dict:
+    """What each epoch records: validation accuracy where the preset has a val split (the
+    paper presets: test sets are evaluated once, on the selected model), otherwise the
+    full test metrics (the small embedded presets, where it is cheap)."""
+    if splits.id_val is not None:
+        v = predict(model, splits.id_val, device)
+        return {"val_accuracy": accuracy(v["logits"], v["labels"])}
+    return evaluate(model, splits, device)
+
+
+def _track_best(state: dict, record: dict, model, select: str) -> None:
+    """MixOE's model selection: keep the weights of the epoch with the best validation
+    top-1 accuracy (strictly better: the earliest of equal epochs is kept)."""
+    if select != "best-val":
+        return
+    best = state["best"]
+    if best is None or record["val_accuracy"] > best["val_accuracy"]:
+        state["best"] = {"epoch": record["epoch"], "val_accuracy": record["val_accuracy"],
+                         "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+
+
+def _select_weights(model, state: dict, select: str) -> None:
+    """Load the selected epoch's weights into ``model`` (best-val; last: nothing to do)."""
+    if select == "best-val":
+        model.load_state_dict(state["best"]["model"])
+
+
+def _final_metrics(model, splits, device, cfg, state, run_hash, world, weights) -> dict:
+    selected = state["best"]["epoch"] if cfg.select == "best-val" else state["epoch"]
+    metrics = evaluate(model, splits, device)
+    if splits.id_val is not None:
+        metrics["val_accuracy"] = state["history"][selected - 1]["val_accuracy"]
+    return {**metrics, "epoch": state["epoch"], "select": cfg.select, "selected_epoch": selected,
+            "run_hash": run_hash, "config": cfg.to_dict(), "world_size": world,
+            "steps": state["step"], "weights": weights, **splits.describe()}
+
+
+def _saved_state(state: dict, finished: bool) -> dict:
+    """The resumable state; a finished run no longer carries the best-epoch copy."""
+    out = dict(state)
+    if finished and out["best"] is not None:
+        out["best"] = {k: v for k, v in out["best"].items() if k != "model"}
+    return out
+
+
+def _partial(record: dict, cfg, run_hash: str) -> dict:
+    return {**{k: v for k, v in record.items() if k not in ("seconds", "lr")},
+            "run_hash": run_hash, "config": cfg.to_dict()}
 
 
 def _existing_run(ckpt_path: Path, run_hash: str, overwrite: bool):

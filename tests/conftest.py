@@ -46,3 +46,16 @@ def digits_pretrained(tmp_path_factory):
     assert main(["pretrain", "--preset", "digits", "--out", str(out), "--epochs", "3",
                  "--no-progress"]) == 0
     return out / "checkpoint.pt"
+
+
+@pytest.fixture(autouse=True)
+def _no_downloads(tmp_path_factory, monkeypatch):
+    """Nothing downloads in tests: an empty torch cache and a download that fails."""
+    import urllib.error
+
+    import torch
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch_home")))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("downloads are disabled in tests")
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)

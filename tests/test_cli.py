@@ -23,7 +23,7 @@ def test_end_to_end_digits(tmp_path, digits_pretrained, capsys):
                  "--score", "energy"]) == 0
     ev = json.loads(capsys.readouterr().out)
     assert ev["score"] == "energy" and ev["accuracy"] == pytest.approx(m["accuracy"])
-    assert (out / "evaluate_energy.json").is_file()
+    assert (out / "evaluate_holdout_energy_ours.json").is_file()
     # rerunning a finished run does not retrain
     mtime = (out / "checkpoint.pt").stat().st_mtime_ns
     assert main(["finetune", "--preset", "digits", "--init", str(digits_pretrained),

@@ -1,39 +1,55 @@
-"""Write MixOE-format info files from each dataset's official metadata.
+"""Write our info files from each dataset's official release, when MixOE's are not at hand.
 
-``lmoe-viz data build-info --preset P --data-root ROOT`` reads the official files below
-``ROOT/<preset>`` and writes ``train.txt`` / ``test.txt`` (and ``val.txt`` where the
-dataset has an official validation split) there, one ``<relative path> <label>`` a line.
+``lmoe-viz data build-info --preset P --data-root ROOT`` reads the official metadata below
+``ROOT/<preset>`` and writes ``train.txt``, ``val.txt`` and ``test.txt`` there (one
+``<path relative to ROOT/<preset>> <label>`` a line), after checking that every image
+listed exists. Where MixOE cut a validation set out of the official training set, a
+seeded cut does the same: ``numpy.random.RandomState(0).permutation`` of the training
+list, the first ``floor(n / 10)`` to val (MixOE's sizes are exactly floor(n / 10): bird
+2,392 of 23,929, aircraft 666 of 6,667, butterfly 1,027 of 10,270, car 814 of 8,144).
+MixOE's own cut is not published as a rule, so only ``import-mixoe`` gives its exact
+images; sizes and label ranges match.
 
-* bird (NABirds): ``images.txt`` (id, path under images/), ``image_class_labels.txt``
-  (id, class id), ``train_test_split.txt`` (id, 1 = train). Class ids are sparse; labels
-  are their rank in sorted order (0..554). The ``bird`` preset's faithful mode then keeps
-  labels 0..254 (MixOE's 255-class count; finegrained.py).
-* aircraft (FGVC-Aircraft 2013b): ``data/variants.txt`` and
-  ``data/images_variant_{train,val,test}.txt`` (``<image id> <variant>``, variants may
-  contain spaces); images ``data/images/<id>.jpg``; label = line of the variant (0..99).
-* butterfly (Butterfly200): ``Butterfly200_{train,val,test}_release.txt`` whose first two
-  fields are the image path and the species label (1..200), written as they are: the
-  1-based labels are MixOE's (finegrained.py).
-* car (Stanford Cars): ``cars_annos.mat`` (``relative_im_path``, ``class`` 1..196,
-  ``test``); labels are shifted to 0..195.
+Formats read (as released):
+
+* bird (NABirds): ``images.txt`` (``<uuid> NNNN/<hex>.jpg``), ``image_class_labels.txt``
+  (``<uuid> <class id>``), ``train_test_split.txt`` (``<uuid> 1|0``); images under
+  ``images/``. Labels: rank of the class id among those with images (0..554).
+* aircraft (FGVC-Aircraft 2013b): ``data/variants.txt``, ``data/images_variant_trainval.txt``
+  and ``..._test.txt`` (``<7-digit id> <variant, may contain spaces>``); images
+  ``data/images/<id>.jpg``. Label: line of the variant in variants.txt (0..99).
+  train + val = the official trainval (MixOE), test = the official test.
+* butterfly (Butterfly200): ``Butterfly200_{train,val,test}_release.txt`` with five
+  fields (``<path> <species> <genus> <subfamily> <family>``), paths relative to
+  ``images_small/``. Species labels 1..200 are written as released (MixOE's, see
+  finegrained.py). train + val = official train; test = official val + test (15,009).
+* car (Stanford Cars), either release: the devkit (``devkit/cars_train_annos.mat``,
+  ``cars_test_annos_withlabels.mat`` in ``devkit/`` or beside it, images ``cars_train/``
+  and ``cars_test/``: MixOE's paths) or the all-in-one (``cars_annos.mat`` with
+  ``relative_im_path``, ``class``, ``test``; images ``car_ims/``). Labels class - 1.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import UserError
 from ..io import atomic_write_text
+from .finegrained import require_present
+
+VAL_SEED = 0
 
 
-def _need(path: Path, dataset: str) -> Path:
+def _need(path: Path, dataset: str, hint: str = "") -> Path:
     if not path.is_file():
         raise UserError(f"official {dataset} metadata file {path} not found; unpack the "
-                        f"official {dataset} archive into {path.parent} (see data/README.md)")
+                        f"official {dataset} release into {path.parent}{hint} (data/README.md)")
     return path
 
 
 def _pairs(path: Path):
-    """Lines of ``<key> <rest>``; rest keeps its spaces."""
+    """Lines of ``<key> <rest>``; rest keeps its inner spaces."""
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
@@ -42,10 +58,17 @@ def _pairs(path: Path):
     return out
 
 
-def _write(ds_dir: Path, split: str, rows) -> Path:
-    path = ds_dir / f"{split}.txt"
-    atomic_write_text(path, "".join(f"{rel} {lab}\n" for rel, lab in rows))
-    return path
+def val_cut(rows: list, seed: int = VAL_SEED) -> tuple[list, list]:
+    """(train, val): the first floor(n / 10) of a seeded permutation go to val, order kept."""
+    n = len(rows)
+    val_idx = set(np.random.RandomState(seed).permutation(n)[: n // 10].tolist())
+    return ([r for i, r in enumerate(rows) if i not in val_idx],
+            [r for i, r in enumerate(rows) if i in val_idx])
+
+
+def _with_val(train_rows: list, test_rows: list) -> dict:
+    train, val = val_cut(train_rows)
+    return {"train": train, "val": val, "test": test_rows}
 
 
 def nabirds(ds_dir: Path) -> dict:
@@ -55,54 +78,111 @@ def nabirds(ds_dir: Path) -> dict:
     rank = {c: i for i, c in enumerate(sorted(set(labels.values())))}
     rows = {"train": [], "test": []}
     for k in sorted(images, key=lambda s: images[s]):
+        if k not in labels or k not in is_train:
+            raise UserError(f"NABirds image id {k} of images.txt has no class or split line; "
+                            "use the files of one release")
         rows["train" if is_train[k] else "test"].append((f"images/{images[k]}", rank[labels[k]]))
-    return rows
+    return _with_val(rows["train"], rows["test"])
 
 
 def aircraft(ds_dir: Path) -> dict:
     data = ds_dir / "data"
-    variants = [v.strip() for v in _need(data / "variants.txt", "FGVC-Aircraft").read_text(
+    variants = [v.strip() for v in _need(data / "variants.txt", "FGVC-Aircraft 2013b").read_text(
         encoding="utf-8").splitlines() if v.strip()]
     index = {v: i for i, v in enumerate(variants)}
-    rows = {}
-    for split in ("train", "val", "test"):
-        f = _need(data / f"images_variant_{split}.txt", "FGVC-Aircraft")
-        rows[split] = [(f"data/images/{img}.jpg", index[v]) for img, v in _pairs(f)]
-    return rows
+
+    def rows(*names):
+        out = []
+        for name in names:
+            for img, v in _pairs(_need(data / f"images_variant_{name}.txt", "FGVC-Aircraft 2013b")):
+                if v not in index:
+                    raise UserError(f"variant {v!r} of {data / f'images_variant_{name}.txt'} is "
+                                    f"not in {data / 'variants.txt'}")
+                out.append((f"data/images/{img}.jpg", index[v]))
+        return out
+    trainval = (rows("trainval") if (data / "images_variant_trainval.txt").is_file()
+                else rows("train", "val"))
+    return _with_val(trainval, rows("test"))
 
 
 def butterfly(ds_dir: Path) -> dict:
-    rows = {}
-    for split in ("train", "val", "test"):
+    def rows(split):
         f = _need(ds_dir / f"Butterfly200_{split}_release.txt", "Butterfly200")
-        rows[split] = []
-        for line in f.read_text(encoding="utf-8").splitlines():
+        out = []
+        for k, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1):
             parts = line.split()
-            if parts:
-                rows[split].append((parts[0], int(parts[1])))
-    return rows
+            if not parts:
+                continue
+            if len(parts) != 5:
+                raise UserError(f"{f}:{k}: expected 5 fields '<path> <species> <genus> "
+                                f"<subfamily> <family>', got {len(parts)}")
+            out.append((f"images_small/{parts[0]}", int(parts[1])))
+        return out
+    return _with_val(rows("train"), rows("val") + rows("test"))
+
+
+def _mat_annotations(path: Path):
+    from scipy.io import loadmat
+    try:
+        return loadmat(path, squeeze_me=True)["annotations"]
+    except (ValueError, KeyError, OSError) as exc:
+        raise UserError(f"{path} is not a Stanford Cars annotation file ({type(exc).__name__}); "
+                        "use the release's .mat files") from None
 
 
 def cars(ds_dir: Path) -> dict:
-    from scipy.io import loadmat
-    mat = loadmat(_need(ds_dir / "cars_annos.mat", "Stanford Cars"), squeeze_me=True)
-    rows = {"train": [], "test": []}
-    for a in mat["annotations"]:
-        rows["test" if int(a["test"]) else "train"].append((str(a["relative_im_path"]),
-                                                            int(a["class"]) - 1))
-    return rows
+    allinone = ds_dir / "cars_annos.mat"
+    devkit = ds_dir / "devkit" / "cars_train_annos.mat"
+    if allinone.is_file():
+        rows = {"train": [], "test": []}
+        for a in np.atleast_1d(_mat_annotations(allinone)):
+            rows["test" if int(a["test"]) else "train"].append(
+                (str(a["relative_im_path"]), int(a["class"]) - 1))
+        return _with_val(rows["train"], rows["test"])
+    if not devkit.is_file():
+        raise UserError(f"Stanford Cars metadata not found in {ds_dir}: expected the all-in-one "
+                        f"release (cars_annos.mat, car_ims/) or the devkit release "
+                        f"(devkit/cars_train_annos.mat, cars_train/, cars_test/); unpack one there")
+    test_mat = next((p for p in (ds_dir / "devkit" / "cars_test_annos_withlabels.mat",
+                                 ds_dir / "cars_test_annos_withlabels.mat") if p.is_file()), None)
+    if test_mat is None:
+        raise UserError(f"devkit release found in {ds_dir} but no cars_test_annos_withlabels.mat "
+                        f"(the test labels, published separately); put it in {ds_dir / 'devkit'}")
+    out = {}
+    for split, mat in (("train", devkit), ("test", test_mat)):
+        out[split] = [(f"cars_{split}/{a['fname']}", int(a["class"]) - 1)
+                      for a in np.atleast_1d(_mat_annotations(mat))]
+    return _with_val(out["train"], out["test"])
 
 
 BUILDERS = {"bird": nabirds, "aircraft": aircraft, "butterfly": butterfly, "car": cars}
 
 
-def build_info(preset: str, data_root) -> list[Path]:
-    if preset not in BUILDERS:
-        raise UserError(f"build-info knows the paper presets {', '.join(BUILDERS)}, not {preset!r}")
+def write_info(ds_dir: Path, rows: dict, what: str, fix: str) -> list[Path]:
+    """Check every image of ``rows`` exists under ``ds_dir``, then write the info files."""
+    for split, r in rows.items():
+        require_present(ds_dir, [rel for rel, _ in r], f"{what} {split}", fix)
+    paths = []
+    for split, r in rows.items():
+        path = ds_dir / f"{split}.txt"
+        atomic_write_text(path, "".join(f"{rel} {lab}\n" for rel, lab in r))
+        paths.append(path)
+    return paths
+
+
+def dataset_dir(preset: str, data_root, known) -> Path:
+    if preset not in known:
+        raise UserError(f"this command knows the paper presets {', '.join(known)}, not {preset!r}")
     if not data_root:
-        raise UserError("build-info needs --data-root DIR (the folder holding the dataset folder)")
+        raise UserError("this command needs --data-root DIR (the folder holding the dataset folder)")
     ds_dir = Path(data_root) / preset
     if not ds_dir.is_dir():
-        raise UserError(f"dataset folder {ds_dir} not found; unpack {preset} there")
+        raise UserError(f"dataset folder {ds_dir} not found; unpack {preset} there (data/README.md)")
+    return ds_dir
+
+
+def build_info(preset: str, data_root) -> list[Path]:
+    ds_dir = dataset_dir(preset, data_root, BUILDERS)
     rows = BUILDERS[preset](ds_dir)
-    return [_write(ds_dir, split, r) for split, r in rows.items()]
+    return write_info(ds_dir, rows, f"{preset} release",
+                      "unpack the images of the same release there (data/README.md)")

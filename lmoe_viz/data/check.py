@@ -1,6 +1,8 @@
 """``lmoe-viz data``: say where each preset's data was found, what is missing, and the fix."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..config import RunConfig
 from ..errors import UserError
 from .presets import get_preset
@@ -18,6 +20,16 @@ def check(preset: str, data_root=None, split: int = 0, faithful: bool = True) ->
             raise UserError("Fashion-MNIST not found in " +
                             ", ".join(map(str, fashion.candidate_dirs(data_root))) + "; " + fashion.FIX)
     splits = p.build(RunConfig(preset=preset, data_root=data_root, split=split, faithful=faithful))
+    if p.arch == "resnet50":        # every listed image must exist, not only the first
+        from .finegrained import require_present
+        for part in ("id_train", "id_val", "id_test", "ood_test"):
+            paths = getattr(splits, part).paths
+            if paths:
+                base = Path(data_root) / preset
+                require_present(base, [str(Path(q).relative_to(base)) for q in paths], part,
+                                "rerun `lmoe-viz data import-mixoe` or `build-info` after "
+                                "putting the images in place (data/README.md)")
+        print("  every listed image exists")
     for key, value in splits.describe().items():
         if key not in ("id_classes", "ood_classes"):
             print(f"  {key}: {value}")
@@ -26,9 +38,15 @@ def check(preset: str, data_root=None, split: int = 0, faithful: bool = True) ->
     return 0
 
 
-def build_info_cmd(preset: str, data_root) -> int:
-    from .build_info import build_info
-    for path in build_info(preset, data_root):
+def build_info_cmd(preset: str, data_root, info_dir=None) -> int:
+    """``build-info`` (official release) or, with ``info_dir``, ``import-mixoe``."""
+    if info_dir is not None:
+        from .mixoe_info import import_mixoe
+        written = import_mixoe(preset, info_dir, data_root)
+    else:
+        from .build_info import build_info
+        written = build_info(preset, data_root)
+    for path in written:
         n = sum(1 for _ in open(path, encoding="utf-8"))
         print(f"wrote {path} ({n} images)")
     return 0

@@ -3,15 +3,18 @@
 Layout: ``DATA_ROOT/<preset>/{train,val,test}.txt`` with one ``<relative path> <label>``
 a line (the path is relative to ``DATA_ROOT/<preset>/`` and may contain spaces: the label
 is the last field), images below that folder, and WebVision at ``DATA_ROOT/webvision``
-(or ``--aux-root``). ``lmoe-viz data build-info`` writes the info files from each
-dataset's official metadata (build_info.py).
+(or ``--aux-root``). ``lmoe-viz data import-mixoe`` writes them from MixOE's own info
+files (mixoe_info.py), ``lmoe-viz data build-info`` from each dataset's official
+metadata (build_info.py). train.txt trains, val.txt selects the epoch (``best-val``) and
+is the ID side of the ``paper`` protocol, test.txt gives ID test and held-out OOD test.
 
 MixOE's quirks, and what ``faithful`` (default True) does about them:
 
 * **butterfly** info labels run 1..200 while the split draws ID classes from 0..199.
   Faithful: labels are used as written, so class 0 (drawn as ID with probability 3/4)
-  has no image and its logit is never trained, and class 200 is always OOD; a warning
-  names the empty class. Corrected (``faithful=False``): labels are shifted to 0..199.
+  has no image and its logit is never trained, and images of label 200 are in neither
+  the ID nor the OOD sets (MixOE's ``class_list`` is range(200)); a warning names the
+  empty class. Corrected (``faithful=False``): labels are shifted to 0..199.
 * **bird** uses 255 of NABirds' 555 classes ([200, 55]). Faithful: labels 0..254 of the
   info file are used and images of labels >= 255 are dropped (counted in ``info``).
   Corrected: all classes of the info file are used, ID/OOD in MixOE's 200:55 ratio.
@@ -29,7 +32,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .splits import check_disjoint, holdout_split, id_label_map
-from .webvision import DEFAULT_GROUPS, list_outliers
+from .webvision import list_outliers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -38,8 +41,9 @@ def read_info(path) -> list[tuple[str, int]]:
     """Parse ``<relative path> <label>`` lines; the path may contain a space."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"info file {path} not found; run `lmoe-viz data build-info --preset "
-                        f"{path.parent.name} --data-root {path.parent.parent}`")
+        raise UserError(f"info file {path} not found; run `lmoe-viz data import-mixoe --preset "
+                        f"{path.parent.name} --info-dir MIXOE/info --data-root "
+                        f"{path.parent.parent}` (or `lmoe-viz data build-info`, data/README.md)")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -87,20 +91,35 @@ class ImageList(Dataset):
 
 
 def transforms_for(image_size: int, train: bool):
-    """MixOE's transforms: train resize 512 (for 448), random crop, flip, colour jitter;
-    test resize and centre crop; ImageNet normalisation."""
+    """MixOE's transforms (utils/dataset.py), for ID train/test images and outliers (train).
+
+    Train: ``Resize((512, 512))`` (square, aspect ratio not kept), ``RandomCrop(448)``,
+    ``RandomHorizontalFlip()``, ``ColorJitter(brightness=32/255, saturation=0.5)``,
+    ``ToTensor()``, ImageNet normalisation. Test: ``Resize((512, 512))``,
+    ``CenterCrop(448)``, ``ToTensor()``, normalisation. ``image_size`` other than 448
+    (dry runs, ``--image-size``) scales the resize by the same 512/448 ratio."""
     from torchvision import transforms as T
     resize = int(round(image_size * 512 / 448))
     tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
-        return T.Compose([T.Resize(resize), T.RandomCrop(image_size), T.RandomHorizontalFlip(),
-                          T.ColorJitter(0.4, 0.4, 0.4), *tail])
-    return T.Compose([T.Resize(resize), T.CenterCrop(image_size), *tail])
+        return T.Compose([T.Resize((resize, resize)), T.RandomCrop(image_size),
+                          T.RandomHorizontalFlip(),
+                          T.ColorJitter(brightness=32 / 255, saturation=0.5), *tail])
+    return T.Compose([T.Resize((resize, resize)), T.CenterCrop(image_size), *tail])
+
+
+def require_present(base: Path, rels, what: str, fix: str) -> None:
+    """Raise one line "N of M missing under BASE (first: ...)" when files are absent."""
+    rels = list(rels)
+    missing = [r for r in rels if not (base / r).is_file()]
+    if missing:
+        raise UserError(f"{what}: {len(missing)} of {len(rels)} images missing under {base} "
+                        f"(first: {', '.join(missing[:3])}); {fix}")
 
 
 def class_counts(name: str, entries, faithful: bool, num_id: int, num_ood: int):
     """(num_id, num_ood, label offset, max label kept) after MixOE's quirks (module doc)."""
-    if name == "butterfly":
+    if name == "butterfly":     # faithful: label 200 is outside MixOE's class_list, dropped
         return num_id, num_ood, (0 if faithful else -1), num_id + num_ood
     if name == "bird" and not faithful:
         total = len({lab for _, lab in entries})
@@ -120,16 +139,15 @@ def build_paper_splits(name: str, cfg):
     if not ds_dir.is_dir():
         raise UserError(f"dataset folder {ds_dir} not found; put {name} under --data-root "
                         "or fix the path (see data/README.md)")
-    train, test = read_info(ds_dir / "train.txt"), read_info(ds_dir / "test.txt")
-    num_id, num_ood, offset, max_label = class_counts(name, train + test, cfg.faithful,
+    train, val, test = (read_info(ds_dir / f"{part}.txt") for part in ("train", "val", "test"))
+    num_id, num_ood, offset, max_label = class_counts(name, train + val + test, cfg.faithful,
                                                       preset.num_id, preset.num_ood)
     total = num_id + num_ood
-    bird_cut = name == "bird" and cfg.faithful     # labels >= 255 are not MixOE's birds
-    dropped = sum(lab >= total for _, lab in train + test) if bird_cut else 0
+    # faithful bird: labels >= 255 are not MixOE's birds; faithful butterfly: label 200
+    cut = cfg.faithful and name in ("bird", "butterfly")
+    dropped = sum(lab + offset >= total for _, lab in train + val + test) if cut else 0
     id_cls = holdout_split(num_id, num_ood, cfg.split)
     ood_cls = np.array([c for c in range(total) if c not in set(id_cls.tolist())])
-    if name == "butterfly" and cfg.faithful:   # label 200 is never drawn: always OOD
-        ood_cls = np.append(ood_cls, total)
     check_disjoint(id_cls, ood_cls)
     lut = id_label_map(id_cls)
 
@@ -139,7 +157,7 @@ def build_paper_splits(name: str, cfg):
         for k, (rel, lab) in enumerate(entries):
             lab += offset
             if lab < 0 or lab > max_label:
-                if bird_cut and lab >= total:
+                if cut and lab >= total:
                     continue
                 raise UserError(f"{what}: label {lab - offset} of {rel!r} is outside "
                                 f"0..{max_label - offset}; fix the info file or the preset")
@@ -150,6 +168,7 @@ def build_paper_splits(name: str, cfg):
         return paths, labels, ids
 
     tr = select(train, id_cls, ds_dir / "train.txt")
+    va = select(val, id_cls, ds_dir / "val.txt")
     te_id = select(test, id_cls, ds_dir / "test.txt")
     te_ood = select(test, ood_cls, ds_dir / "test.txt")
     present = set(tr[1])
@@ -161,12 +180,17 @@ def build_paper_splits(name: str, cfg):
                           "to shift labels to 0..199)", stacklevel=2)
         else:
             raise UserError(msg + "; fix the info files or choose another --split")
+    for part, rels in (("train.txt", train), ("val.txt", val), ("test.txt", test)):
+        if rels:     # the first image: a wrong layout (a missing prefix) fails here, clearly
+            require_present(ds_dir, [rels[0][0]], f"{ds_dir / part}",
+                            "the info file's paths must be relative to that folder: rerun "
+                            "`lmoe-viz data import-mixoe` or `build-info` (data/README.md)")
     aux_root = Path(cfg.extra.get("aux_root") or root / "webvision")
-    aux_paths, aux_info = list_outliers(aux_root, cfg.extra.get("exclude") or DEFAULT_GROUPS)
-    s = preset.image_size
+    aux_paths, aux_info = list_outliers(aux_root, cfg.aux_exclude)
+    s = cfg.input_size
     ttr, tte = transforms_for(s, True), transforms_for(s, False)
     return Splits(
-        id_train=ImageList(*tr, ttr), id_test=ImageList(*te_id, tte),
+        id_train=ImageList(*tr, ttr), id_val=ImageList(*va, tte), id_test=ImageList(*te_id, tte),
         ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], tte),
         aux=ImageList(aux_paths, [-1] * len(aux_paths), range(len(aux_paths)), ttr,
                       skip_corrupt=True),

@@ -32,6 +32,7 @@ class Splits:
     id_classes: list
     ood_classes: list
     info: dict = field(default_factory=dict)  # where each part was found
+    id_val: Dataset | None = None             # ID classes of val.txt (paper presets)
 
     @property
     def num_classes(self) -> int:
@@ -40,6 +41,7 @@ class Splits:
     def describe(self) -> dict:
         return {"id_classes": self.id_classes, "ood_classes": self.ood_classes,
                 "num_classes": self.num_classes, "id_train": len(self.id_train),
+                "id_val": None if self.id_val is None else len(self.id_val),
                 "id_test": len(self.id_test), "ood_test": len(self.ood_test),
                 "aux": len(self.aux), **self.info}
 
@@ -57,6 +59,8 @@ class Preset:
     finetune_defaults: dict
     num_workers: int
     build: Callable                # (cfg) -> Splits
+    default_weights: str = "none"  # imagenet for the paper presets (MixOE's pretrained=True)
+    default_select: str = "last"   # best-val for the paper presets (MixOE keeps it)
 
 
 def _small(epochs, batch, lr, wd=5e-4):
@@ -155,7 +159,8 @@ for _name, (_nid, _nood, _desc) in {
         "butterfly": (150, 50, "Butterfly200 species, WebVision outliers"),
         "car": (150, 46, "Stanford Cars, WebVision outliers")}.items():
     PRESETS[_name] = Preset(_name, _desc, _nid, _nood, 448, 3, "resnet50", PAPER_PRETRAIN,
-                            PAPER_FINETUNE, 8, _paper(_name))
+                            PAPER_FINETUNE, 8, _paper(_name), default_weights="imagenet",
+                            default_select="best-val")
 
 
 def get_preset(name: str) -> Preset:

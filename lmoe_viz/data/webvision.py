@@ -1,78 +1,92 @@
-"""WebVision 1.0 as auxiliary outliers, with the ID domains' ImageNet concepts excluded.
+"""WebVision 1.0 as auxiliary outliers, with concepts excluded by WordNet id, as MixOE.
 
 Layout read (WebVision 1.0 as distributed): ``google/qNNNN/*.jpg``, ``flickr/qNNNN/*.jpg``,
-``info/synsets.txt`` (the 1000 ILSVRC-2012 synsets, one a line, in ImageNet's class
-order) and ``info/queries_synsets_map.txt`` (``<query id> <synset id>`` a line, both
-1-based). A query folder is dropped when its synset is in an excluded concept group.
+``info/synsets.txt`` (the 1000 ILSVRC-2012 synsets in ImageNet's order, one a line,
+``<wnid> <words>``) and ``info/queries_synsets_map.txt`` (``<query id> <synset id>`` a
+line, both 1-based). A query folder is dropped when its synset's WNID is excluded.
 
-The paper removes the concepts of birds, aircraft, butterflies, cars and dogs (PAPER.md).
-The groups below are ImageNet-1k class indices (0-based) of those concepts, typed in
-from ImageNet's class list; every paper preset excludes all five groups by default.
+Exclusion lists (``aux_exclude``, an explicit named option recorded in every run):
+
+* ``mixoe`` (default): the 223 WNIDs of MixOE's ``INET_SPLITS`` (dog 120, bird 52, car 42,
+  butterfly 6, aircraft 3), removed for every ID dataset, as MixOE's code does
+  (``mixoe_inet_splits.json``, read from MixOE's utils/dataset.py);
+* ``none``: keep every concept;
+* a path: a text file of WNIDs (whitespace separated, ``#`` comments allowed).
 """
 from __future__ import annotations
 
+import functools
+import json
+import re
 from pathlib import Path
 
 from ..errors import UserError
 
-EXCLUDED_CONCEPTS = {
-    # cock .. great grey owl; black grouse .. black swan; white stork .. albatross
-    "birds": [*range(7, 25), *range(80, 101), *range(127, 147)],
-    # airliner, airship, warplane, wing
-    "aircraft": [404, 405, 895, 908],
-    # admiral, ringlet, monarch, cabbage butterfly, sulphur butterfly, lycaenid
-    "butterflies": [*range(321, 327)],
-    # ambulance, beach wagon, cab, convertible, jeep, limousine, minivan, Model T,
-    # pickup, racer, sports car
-    "cars": [407, 436, 468, 511, 609, 627, 656, 661, 717, 751, 817],
-    # Chihuahua .. Mexican hairless
-    "dogs": [*range(151, 269)],
-}
-DEFAULT_GROUPS = tuple(EXCLUDED_CONCEPTS)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+MIXOE_LIST = Path(__file__).with_name("mixoe_inet_splits.json")
+WNID = re.compile(r"^n\d{8}$")
 
 
-def excluded_synsets(groups=DEFAULT_GROUPS) -> set[int]:
-    unknown = [g for g in groups if g not in EXCLUDED_CONCEPTS]
-    if unknown:
-        raise UserError(f"unknown WebVision exclusion group(s) {unknown}; "
-                        f"choose from {', '.join(EXCLUDED_CONCEPTS)}")
-    return {i for g in groups for i in EXCLUDED_CONCEPTS[g]}
+@functools.lru_cache(maxsize=1)
+def mixoe_groups() -> dict[str, tuple[str, ...]]:
+    """MixOE's INET_SPLITS: {group: WNIDs}."""
+    return {g: tuple(w) for g, w in json.loads(MIXOE_LIST.read_text())["groups"].items()}
 
 
-def read_query_map(root: Path) -> dict[int, int]:
-    """Query id (1-based) -> synset index (0-based, ImageNet order)."""
-    path = root / "info" / "queries_synsets_map.txt"
-    synsets = root / "info" / "synsets.txt"
-    for p in (path, synsets):
+def excluded_wnids(spec: str = "mixoe") -> frozenset[str]:
+    """The WNIDs removed from WebVision for exclusion list ``spec`` (module doc)."""
+    if spec == "mixoe":
+        return frozenset(w for ws in mixoe_groups().values() for w in ws)
+    if spec == "none":
+        return frozenset()
+    path = Path(spec)
+    if not path.is_file():
+        raise UserError(f"--aux-exclude {spec!r} is neither mixoe, none nor a file of WNIDs; "
+                        "pass one of those")
+    words = [w for line in path.read_text().splitlines()
+             for w in line.split("#", 1)[0].split()]
+    bad = [w for w in words if not WNID.match(w)]
+    if bad:
+        raise UserError(f"{path}: {bad[0]!r} is not a WordNet id like n01530575; list one "
+                        "WNID per line")
+    return frozenset(words)
+
+
+def read_query_wnids(root: Path) -> dict[int, str]:
+    """Query id (1-based) -> WNID of its synset."""
+    qpath, spath = root / "info" / "queries_synsets_map.txt", root / "info" / "synsets.txt"
+    for p in (qpath, spath):
         if not p.is_file():
             raise UserError(f"WebVision file {p} is missing; download WebVision 1.0 (info/ "
                             "folder included) and pass --aux-root or put it at DATA_ROOT/webvision")
-    n_syn = sum(1 for line in synsets.read_text().splitlines() if line.strip())
+    wnids = [line.split()[0] for line in spath.read_text().splitlines() if line.strip()]
+    if not all(WNID.match(w) for w in wnids):
+        raise UserError(f"{spath} does not list WNIDs (lines '<wnid> <words>'); use WebVision "
+                        "1.0's info/synsets.txt")
     out = {}
-    for k, line in enumerate(path.read_text().splitlines(), 1):
+    for k, line in enumerate(qpath.read_text().splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
         try:
             q, s = int(parts[0]), int(parts[1])
-        except (ValueError, IndexError) as exc:
-            raise UserError(f"{path}:{k}: expected '<query id> <synset id>', got {line!r}") from exc
-        if not 1 <= s <= n_syn:
-            raise UserError(f"{path}:{k}: synset id {s} outside 1..{n_syn} of {synsets}")
-        out[q] = s - 1
+        except (ValueError, IndexError):
+            raise UserError(f"{qpath}:{k}: expected '<query id> <synset id>', got {line!r}") from None
+        if not 1 <= s <= len(wnids):
+            raise UserError(f"{qpath}:{k}: synset id {s} outside 1..{len(wnids)} of {spath}")
+        out[q] = wnids[s - 1]
     return out
 
 
-def list_outliers(root, groups=DEFAULT_GROUPS) -> tuple[list[Path], dict]:
+def list_outliers(root, exclude: str = "mixoe") -> tuple[list[Path], dict]:
     """Image paths of WebVision minus the excluded concepts, and a summary."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"WebVision folder {root} not found; pass --aux-root DIR "
                         "(google/, flickr/ and info/ inside) or put it at DATA_ROOT/webvision")
-    qmap = read_query_map(root)
-    drop = excluded_synsets(groups)
-    paths, kept_q, dropped_q = [], set(), set()
+    qmap = read_query_wnids(root)
+    drop = excluded_wnids(exclude)
+    paths, kept, dropped = [], set(), set()
     for source in ("google", "flickr"):
         src = root / source
         if not src.is_dir():
@@ -85,9 +99,9 @@ def list_outliers(root, groups=DEFAULT_GROUPS) -> tuple[list[Path], dict]:
             if q not in qmap:
                 raise UserError(f"query folder {qdir} has no entry in info/queries_synsets_map.txt")
             if qmap[q] in drop:
-                dropped_q.add(q)
+                dropped.add(qmap[q])
                 continue
-            kept_q.add(q)
+            kept.add(qmap[q])
             try:
                 files = sorted(f for f in qdir.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             except PermissionError as exc:
@@ -95,5 +109,5 @@ def list_outliers(root, groups=DEFAULT_GROUPS) -> tuple[list[Path], dict]:
             paths.extend(files)
     if not paths:
         raise UserError(f"no WebVision images found under {root}/google or {root}/flickr")
-    return paths, {"aux_root": str(root), "aux_images": len(paths), "queries_kept": len(kept_q),
-                   "queries_excluded": len(dropped_q), "excluded_groups": list(groups)}
+    return paths, {"aux_root": str(root), "aux_images": len(paths), "aux_exclude": exclude,
+                   "concepts_kept": len(kept), "concepts_excluded": len(dropped)}

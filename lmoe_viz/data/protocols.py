@@ -1,0 +1,108 @@
+"""The data of each named evaluation protocol (DESIGN.md): which ID and OOD images.
+
+=========  ==========================================  ======================================
+protocol   ID images                                   OOD images
+=========  ==========================================  ======================================
+holdout    ID test (test.txt, ID classes)              test images of the held-out classes
+paper      ID val (val.txt, ID classes), cut to        as many filtered WebVision images,
+           whole batches of 32                         ``random.seed(0)`` sample
+coarse     ID test                                     test images of the other fine-grained
+                                                       datasets under DATA_ROOT, pooled,
+                                                       ``random.seed(0)`` sample of the ID size
+=========  ==========================================  ======================================
+
+* ``holdout`` is MixOE's main measure (its "fine" OOD set).
+* ``paper`` is what the Logit MixOE paper's Table I most likely measured (REFERENCES.md:
+  every value of Table I lies on a k/800, k/576, k/768 grid, the split-0 val sizes 809,
+  604, 798 cut to whole batches of 32). The first ``32 * floor(n / 32)`` val images in
+  file order are kept (a non-shuffled drop-last loader); WebVision images (concepts of
+  ``aux_exclude`` removed, MixOE's ``--val`` pool) are drawn as MixOE's eval does,
+  ``random.seed(0); random.sample(range(len(pool)), n)``, with the test transform.
+* ``coarse`` is MixOE's: the other datasets' test.txt files, all labels, concatenated in
+  MixOE's order bird, butterfly, car, aircraft, then ``random.seed(0); random.sample``
+  of ID-test-size images from the pool (all of it when the pool is smaller).
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from torch.utils.data import Subset
+
+from ..errors import UserError
+
+PROTOCOLS = ("holdout", "paper", "coarse")
+#: the parts (extract.py) each protocol compares: (ID part, OOD part)
+PROTOCOL_PARTS = {"holdout": ("id_test", "ood_test"), "paper": ("paper_id", "paper_ood"),
+                  "coarse": ("id_test", "coarse_ood")}
+PAPER_BATCH = 32
+COARSE_ORDER = ("bird", "butterfly", "car", "aircraft")
+
+
+def protocol_parts(protocol: str) -> tuple[str, str]:
+    if protocol not in PROTOCOLS:
+        raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    return PROTOCOL_PARTS[protocol]
+
+
+def seeded_sample(n_pool: int, n: int, seed: int = 0) -> list[int]:
+    """MixOE's draw: ``random.seed(seed); random.sample(range(n_pool), n)``."""
+    return random.Random(seed).sample(range(n_pool), min(n, n_pool))
+
+
+def paper_id(splits, cfg):
+    if splits.id_val is None:
+        raise UserError(f"protocol 'paper' needs ID validation images and preset {cfg.preset} "
+                        "has none; use --protocol holdout")
+    n = (len(splits.id_val) // PAPER_BATCH) * PAPER_BATCH
+    if n == 0:
+        raise UserError(f"protocol 'paper' needs at least {PAPER_BATCH} ID val images, found "
+                        f"{len(splits.id_val)}; check val.txt or use --protocol holdout")
+    return Subset(splits.id_val, range(n))
+
+
+def paper_ood(splits, cfg):
+    from .finegrained import ImageList
+    n = len(paper_id(splits, cfg))
+    aux = splits.aux
+    if not isinstance(aux, ImageList):
+        raise UserError(f"protocol 'paper' compares with WebVision; preset {cfg.preset} has "
+                        "none: use --protocol holdout")
+    pool = ImageList(aux.paths, aux.labels, aux.ids, splits.id_test.transform, skip_corrupt=True)
+    return Subset(pool, seeded_sample(len(pool), n))
+
+
+def coarse_ood(splits, cfg):
+    from .finegrained import ImageList, read_info
+    root = Path(cfg.data_root or "")
+    others = [d for d in COARSE_ORDER if d != cfg.preset and (root / d / "test.txt").is_file()]
+    if cfg.preset not in COARSE_ORDER or not others:
+        raise UserError(f"protocol 'coarse' needs other fine-grained datasets under "
+                        f"{root} ({', '.join(f'{d}/test.txt' for d in COARSE_ORDER if d != cfg.preset)}); "
+                        "none found: import them or use --protocol holdout")
+    paths = []
+    for d in others:
+        paths += [root / d / rel for rel, _ in read_info(root / d / "test.txt")]
+    pool = ImageList(paths, [-1] * len(paths), range(len(paths)), splits.id_test.transform)
+    return Subset(pool, seeded_sample(len(pool), len(splits.id_test)))
+
+
+def part_dataset(part: str, splits, cfg):
+    """The dataset of one extraction part: id_test, ood_test, id_val, aux or a protocol's."""
+    simple = {"id_test": splits.id_test, "ood_test": splits.ood_test, "id_val": splits.id_val,
+              "aux": splits.aux}
+    if part in simple:
+        if simple[part] is None:
+            raise UserError(f"preset {cfg.preset} has no {part} split")
+        return simple[part]
+    builders = {"paper_id": paper_id, "paper_ood": paper_ood, "coarse_ood": coarse_ood}
+    if part not in builders:
+        raise UserError(f"unknown part {part!r}; choose one of {', '.join([*simple, *builders])}")
+    return builders[part](splits, cfg)
+
+
+def coarse_sources(splits, cfg) -> list[str]:
+    """Which dataset each coarse OOD image comes from (for reports)."""
+    ds = coarse_ood(splits, cfg)
+    root = Path(cfg.data_root)
+    return [Path(ds.dataset.paths[i]).relative_to(root).parts[0] for i in ds.indices]
