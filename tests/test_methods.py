@@ -10,7 +10,7 @@ from lmoe_viz.models import SmallResNet
 
 CASES = [("baseline", False, "input"), ("oe", False, "input"), ("mixoe", False, "input"),
          ("mixoe", True, "input"), ("logit_mixoe", False, "fc"), ("logit_mixoe", True, "fc"),
-         ("logit_mixoe", True, "layer2")]
+         ("logit_mixoe", True, "layer2"), ("logit_mixoe", True, "stem"), ("energy_oe", False, "input")]
 
 
 @pytest.mark.parametrize("method,lc,layer", CASES)
@@ -65,7 +65,93 @@ def test_draw_mix_is_seeded():
     ({"gamma": -0.5}, "gamma must be >= 0"), ({"method": "vos"}, "unknown method 'vos'"),
     ({"preset": "cifar"}, "unknown preset 'cifar'"), ({"mix_op": "cutout"}, "unknown mix_op"),
     ({"method": "oe", "lc": True}, "--lc applies to mixoe and logit_mixoe"),
-    ({"method": "mixoe", "mix_layer": "layer2"}, "needs --method logit_mixoe")])
+    ({"method": "mixoe", "mix_layer": "layer2"}, "needs --method logit_mixoe"),
+    ({"method": "logit_mixoe", "mix_continue": "mixed"}, "add --id-forward separate"),
+    ({"method": "mixoe", "id_forward": "separate"}, "are Logit MixOE options"),
+    ({"method": "logit_mixoe", "mix_noise": "gauss"}, "unknown mix_noise 'gauss'"),
+    ({"select": "best-test"}, "unknown select 'best-test'"),
+    ({"preset": "bird", "image_size": 16}, "image_size must be an integer >= 32")])
 def test_config_errors_name_the_value(kwargs, match):
     with pytest.raises(UserError, match=match):
         RunConfig(**kwargs).validate()
+
+
+def _eval_model(k=3, seed=2):
+    torch.manual_seed(seed)
+    return SmallResNet(k).eval()
+
+
+def test_energy_oe_matches_its_formula():
+    """MixOE's Energy-OE: CE + 0.1 [mean relu(E_in + 13)^2 + mean relu(-6 - E_out)^2]."""
+    model = _eval_model()
+    cfg = RunConfig(method="energy_oe").resolved()
+    assert (cfg.beta, cfg.m_in, cfg.m_out, cfg.aux_ratio) == (0.1, -13.0, -6.0, 2)
+    x, y, xo = torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]), torch.randn(6, 1, 8, 8)
+    loss, terms = objective(model, cfg, 3, x, y, xo)
+    z_in, z_out = model(x), model(xo)
+    e_in, e_out = -torch.logsumexp(z_in, 1), -torch.logsumexp(z_out, 1)
+    reg = (torch.clamp(e_in + 13, min=0) ** 2).mean() + (torch.clamp(-6 - e_out, min=0) ** 2).mean()
+    expected = torch.nn.functional.cross_entropy(z_in, y) + 0.1 * reg
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert terms["energy_reg"] == pytest.approx(reg.item(), rel=1e-5)
+
+
+def test_oe_uses_the_whole_double_outlier_batch():
+    model = _eval_model()
+    cfg = RunConfig(method="oe").resolved()
+    assert cfg.aux_ratio == 2            # MixOE's OE: outlier batch = 2 x ID batch
+    x, y, xo = torch.randn(2, 1, 8, 8), torch.tensor([0, 1]), torch.randn(4, 1, 8, 8)
+    loss, _ = objective(model, cfg, 3, x, y, xo)
+    z_out = model(xo)
+    ce_out = -(torch.log_softmax(z_out, 1).mean(1)).mean()
+    expected = torch.nn.functional.cross_entropy(model(x), y) + ce_out
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_logit_mixoe_cutmix_lambda_same_with_and_without_lc():
+    """Switching --lc on adds gamma L_LC and changes nothing else (lambda of the box)."""
+    model = _eval_model()
+    x, y, xo = torch.randn(2, 1, 8, 8), torch.tensor([0, 1]), torch.randn(2, 1, 8, 8)
+    box = (0, 0, 4, 4)
+    off = RunConfig(method="logit_mixoe", mix_op="cutmix").resolved()
+    on = RunConfig(method="logit_mixoe", mix_op="cutmix", lc=True, gamma=2.0).resolved()
+    loss_off, t_off = objective(model, off, 3, x, y, xo, 0.9, box)
+    loss_on, t_on = objective(model, on, 3, x, y, xo, 0.9, box)
+    assert t_off["lam"] == t_on["lam"] == pytest.approx(0.75)
+    assert loss_on.item() == pytest.approx(loss_off.item() + 2.0 * t_on["lc"], rel=1e-5)
+    z_in, z_out = model(x), model(xo)
+    z_mix = L.logit_mix(z_in, z_out, 0.75)
+    expected = (L.soft_cross_entropy(z_in, torch.eye(3)[y])
+                + L.soft_cross_entropy(z_mix, L.mixoe_targets(y, 3, 0.75)))
+    assert loss_off.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_feature_mixoe_mixed_half_only_at_stem():
+    """feature_MixOE: ID CE from its own forward, the mix at the stem, only h~ continues."""
+    model = _eval_model()
+    cfg = RunConfig(method="logit_mixoe", mix_layer="stem", id_forward="separate",
+                    mix_continue="mixed").resolved()
+    x, y, xo, lam = torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]), torch.randn(3, 1, 8, 8), 0.4
+    loss, _ = objective(model, cfg, 3, x, y, xo, lam)
+    h = model.stem(torch.cat([x, xo]))
+    z_mix = model(lam * h[:3] + (1 - lam) * h[3:], start="stem")
+    expected = (torch.nn.functional.cross_entropy(model(x), y)
+                + L.soft_cross_entropy(z_mix, L.mixoe_targets(y, 3, lam)))
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_post_mix_noise():
+    model = _eval_model()
+    x, y, xo = torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]), torch.randn(3, 1, 8, 8)
+    base = RunConfig(method="logit_mixoe", mix_layer="layer2").resolved()
+    ref = objective(model, base, 3, x, y, xo, 0.5)[0].item()
+    for mode in ("additive", "multiplicative", "both"):
+        noisy = RunConfig(method="logit_mixoe", mix_layer="layer2", mix_noise=mode).resolved()
+        torch.manual_seed(0)
+        a = objective(model, noisy, 3, x, y, xo, 0.5)[0].item()
+        torch.manual_seed(0)
+        assert objective(model, noisy, 3, x, y, xo, 0.5)[0].item() == a   # seeded
+        assert a != pytest.approx(ref, rel=1e-6), mode
+    silent = RunConfig(method="logit_mixoe", mix_layer="layer2", mix_noise="both",
+                       noise_add=0.0, noise_mult=0.0).resolved()
+    assert objective(model, silent, 3, x, y, xo, 0.5)[0].item() == pytest.approx(ref, rel=1e-6)
