@@ -18,6 +18,8 @@ from .errors import UserError
 
 PRETRAINED = "pretrained"
 REFERENCE_TABLE = Path(__file__).resolve().parents[1] / "data" / "paper_table1.csv"
+#: the datasets of the paper's Table I (data/paper_table1.csv)
+PAPER_DATASETS = ("bird", "aircraft", "butterfly")
 #: the five models of Figs. 3-4, in the paper's order
 FIGURE_MODELS = (("baseline", False), ("mixoe", False), ("logit_mixoe", False),
                  ("mixoe", True), ("logit_mixoe", True))
@@ -103,17 +105,25 @@ class Grid:
         return runs
 
 
-def results_table(runs_dir) -> pd.DataFrame:
-    """One row per finished run under ``runs_dir``."""
+def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
+                  score: str = "msp", data_root=None, device="cpu") -> pd.DataFrame:
+    """One row per finished run under ``runs_dir``, under a named protocol, score and
+    metric convention (evaluation.py). ``holdout``/``ours``/``msp`` is what training
+    records in metrics.json; any other combination is computed from cached logits."""
     rows = []
     for path in sorted(Path(runs_dir).glob("*/metrics.json")):
         m = json.loads(path.read_text())
         if not m.get("finished"):
             continue
+        if (protocol, convention, score) != ("holdout", "ours", "msp"):
+            from .evaluation import evaluate_checkpoint
+            m = {**m, **evaluate_checkpoint(path.parent / "checkpoint.pt", protocol, score,
+                                            convention, data_root=data_root, device=device)}
         c = m["config"]
         rows.append({"run": path.parent.name, "method": c["method"], "lc": bool(c["lc"]),
                      "alpha": c["alpha"] if c["method"] in ("mixoe", "logit_mixoe") else np.nan,
                      "seed": c["seed"], "model": model_label(c["method"], c["lc"]),
+                     "protocol": protocol, "score": score, "metric_convention": convention,
                      "accuracy": m["accuracy"], "auroc": m["auroc"], "fpr95": m["fpr95"],
                      "aupr_in": m.get("aupr_in"), "aupr_out": m.get("aupr_out")})
     if not rows:
@@ -125,6 +135,7 @@ def results_table(runs_dir) -> pd.DataFrame:
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     """Mean and std over seeds per (alpha, method, lc), baselines first (Table I layout)."""
     keys = ["alpha", "method", "lc", "model"]
+    keys += [k for k in ("protocol", "score", "metric_convention") if k in df]
     g = df.fillna({"alpha": -1}).groupby(keys, sort=False)
     out = g[["accuracy", "auroc", "fpr95"]].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
@@ -154,7 +165,15 @@ def paper_table(dataset: str | None = None, path=REFERENCE_TABLE) -> pd.DataFram
 
 
 def with_paper(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Add the paper's values for ``dataset`` beside ours (paper_* columns)."""
+    """Add the paper's values for ``dataset`` beside ours (paper_* columns).
+
+    Only numbers of the ``paper`` protocol (ID val vs WebVision, data/protocols.py) are
+    comparable with Table I; any other protocol is refused."""
+    protocols = set(summary["protocol"]) if "protocol" in summary else {"holdout"}
+    if protocols != {"paper"}:
+        raise UserError(f"the paper's Table I is compared only with numbers of the 'paper' "
+                        f"protocol (ID val vs WebVision), not {sorted(protocols)}; compute "
+                        "results_table(..., protocol='paper')")
     paper = paper_table(dataset).rename(columns={"accuracy": "paper_accuracy",
                                                  "auroc": "paper_auroc", "fpr95": "paper_fpr95"})
     return summary.merge(paper.drop(columns="dataset"), on=["alpha", "method", "lc"], how="left")

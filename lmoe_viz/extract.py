@@ -93,6 +93,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
                                   "config": ckpt["config"], "parts": list(parts),
                                   "id_classes": ckpt.get("id_classes"),
                                   "ood_classes": ckpt.get("ood_classes"),
+                                  "weights": ckpt.get("weights"),
                                   "sizes": {p: len(d["labels"]) for p, d in result.items()}})
     return result
 
@@ -103,3 +104,18 @@ def _unflatten(flat: dict) -> dict:
         part, name = key.split("/", 1)
         out.setdefault(part, {})[name] = v
     return out
+
+
+def cache_meta(checkpoint, parts, cache_dir=None) -> dict:
+    """The metadata written beside a cached extraction (config, weights, sizes); {} if none."""
+    checkpoint = Path(checkpoint)
+    sha = file_sha256(checkpoint)
+    cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
+    for path in sorted(cache_dir.glob("*.json")):
+        try:
+            meta = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if meta.get("checkpoint_sha256") == sha and sorted(meta.get("parts", [])) == sorted(parts):
+            return meta
+    return {}

@@ -34,7 +34,10 @@ def test_paper_table_and_side_by_side():
     assert len(p) == 24
     row = p[(p.alpha == 1.0) & (p.method == "logit_mixoe") & p.lc].iloc[0]
     assert row.accuracy == 89.24 and row.auroc == 0.9998 and row.fpr95 == 0.0
-    merged = E.with_paper(E.summary_table(_results()), "aircraft")
+    with pytest.raises(UserError, match="compared only with numbers of the 'paper' protocol"):
+        E.with_paper(E.summary_table(_results()), "aircraft")      # hold-out numbers: refused
+    paper_rows = _results().assign(protocol="paper", score="msp", metric_convention="ours")
+    merged = E.with_paper(E.summary_table(paper_rows), "aircraft")
     assert merged.loc[3, "paper_auroc"] == 0.9998 and np.isnan(merged.loc[0, "paper_auroc"])
     assert "paper auroc" in E.formatted_table(merged)
 

@@ -14,7 +14,9 @@ import pytest
 import torch
 
 import fakes
+from lmoe_viz import experiments as E
 from lmoe_viz.cli import main
+from lmoe_viz.errors import UserError
 from lmoe_viz.io import file_sha256
 
 pytestmark = pytest.mark.slow
@@ -117,3 +119,12 @@ def test_dry_run_bird_via_import_mixoe(releases, rn50_weights, capsys, tmp_path)
     assert {s: read_info(releases / "bird" / f"{s}.txt") for s in ours} == ours
     ft = _dry_run(releases, "bird", rn50_weights, capsys, tmp_path)
     assert ft["num_classes"] == 200 and ft["dropped_labels"] > 0     # labels >= 255 dropped
+    # notebook 06's path: Table I only beside paper-protocol numbers of the same runs
+    paper = E.summary_table(E.results_table(tmp_path, protocol="paper", convention="mixoe",
+                                            data_root=releases))
+    assert set(paper.protocol) == {"paper"} and set(paper.metric_convention) == {"mixoe"}
+    merged = E.with_paper(paper, "bird")
+    row = merged[(merged.method == "logit_mixoe") & merged.lc].iloc[0]
+    assert row.paper_accuracy == 81.50          # Table I, bird, alpha 1, Logit MixOE w/ L_LC
+    with pytest.raises(UserError, match="only with numbers of the 'paper' protocol"):
+        E.with_paper(E.summary_table(E.results_table(tmp_path)), "bird")
