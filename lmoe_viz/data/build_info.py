@@ -123,9 +123,10 @@ def butterfly(ds_dir: Path) -> dict:
 
 def _mat_annotations(path: Path):
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
     try:
         return loadmat(path, squeeze_me=True)["annotations"]
-    except (ValueError, KeyError, OSError) as exc:
+    except (ValueError, KeyError, IndexError, OSError, MatReadError) as exc:
         raise UserError(f"{path} is not a Stanford Cars annotation file ({type(exc).__name__}); "
                         "use the release's .mat files") from None
 

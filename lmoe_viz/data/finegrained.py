@@ -16,7 +16,7 @@ MixOE's quirks, and what ``faithful`` (default True) does about them:
   the ID nor the OOD sets (MixOE's ``class_list`` is range(200)); a warning names the
   empty class. Corrected (``faithful=False``): labels are shifted to 0..199.
 * **bird** uses 255 of NABirds' 555 classes ([200, 55]). Faithful: labels 0..254 of the
-  info file are used and images of labels >= 255 are dropped (counted in ``info``).
+  info file are used and images of labels 255..554 are dropped (counted in ``info``).
   Corrected: all classes of the info file are used, ID/OOD in MixOE's 200:55 ratio.
 
 Corrupt images: an unreadable ID image is fatal (it would change the reported metric);
@@ -117,15 +117,29 @@ def require_present(base: Path, rels, what: str, fix: str) -> None:
                         f"(first: {', '.join(missing[:3])}); {fix}")
 
 
+#: NABirds has 555 leaf classes (labels 0..554 in MixOE's files and ours)
+NABIRDS_CLASSES = 555
+
+
 def class_counts(name: str, entries, faithful: bool, num_id: int, num_ood: int):
-    """(num_id, num_ood, label offset, max label kept) after MixOE's quirks (module doc)."""
-    if name == "butterfly":     # faithful: label 200 is outside MixOE's class_list, dropped
-        return num_id, num_ood, (0 if faithful else -1), num_id + num_ood
-    if name == "bird" and not faithful:
-        total = len({lab for _, lab in entries})
-        nid = int(round(total * num_id / (num_id + num_ood)))
-        return nid, total - nid, 0, total - 1
-    return num_id, num_ood, 0, num_id + num_ood - 1
+    """(num_id, num_ood, offset, (lo, hi), dropped) after MixOE's quirks (module doc).
+
+    Info-file labels must lie in lo..hi; ``label + offset`` is the class. ``dropped`` is
+    the range of file labels silently left out, as MixOE does: faithful bird 255..554
+    (not among MixOE's [200, 55] classes), faithful butterfly 200 (outside its
+    ``class_list``); anything else outside lo..hi is an error."""
+    total = num_id + num_ood
+    if name == "butterfly":
+        if faithful:
+            return num_id, num_ood, 0, (0, total), range(total, total + 1)
+        return num_id, num_ood, -1, (1, total), range(0)
+    if name == "bird":
+        if faithful:
+            return num_id, num_ood, 0, (0, NABIRDS_CLASSES - 1), range(total, NABIRDS_CLASSES)
+        n = len({lab for _, lab in entries})
+        nid = int(round(n * num_id / total))
+        return nid, n - nid, 0, (0, n - 1), range(0)
+    return num_id, num_ood, 0, (0, total - 1), range(0)
 
 
 def build_paper_splits(name: str, cfg):
@@ -140,12 +154,10 @@ def build_paper_splits(name: str, cfg):
         raise UserError(f"dataset folder {ds_dir} not found; put {name} under --data-root "
                         "or fix the path (see data/README.md)")
     train, val, test = (read_info(ds_dir / f"{part}.txt") for part in ("train", "val", "test"))
-    num_id, num_ood, offset, max_label = class_counts(name, train + val + test, cfg.faithful,
-                                                      preset.num_id, preset.num_ood)
+    num_id, num_ood, offset, (lo, hi), drop = class_counts(
+        name, train + val + test, cfg.faithful, preset.num_id, preset.num_ood)
     total = num_id + num_ood
-    # faithful bird: labels >= 255 are not MixOE's birds; faithful butterfly: label 200
-    cut = cfg.faithful and name in ("bird", "butterfly")
-    dropped = sum(lab + offset >= total for _, lab in train + val + test) if cut else 0
+    dropped = sum(lab in drop for _, lab in train + val + test)
     id_cls = holdout_split(num_id, num_ood, cfg.split)
     ood_cls = np.array([c for c in range(total) if c not in set(id_cls.tolist())])
     check_disjoint(id_cls, ood_cls)
@@ -155,12 +167,12 @@ def build_paper_splits(name: str, cfg):
         keep = set(int(c) for c in classes)
         paths, labels, ids = [], [], []
         for k, (rel, lab) in enumerate(entries):
+            if lab in drop:
+                continue
+            if not lo <= lab <= hi:
+                raise UserError(f"{what}: label {lab} of {rel!r} is outside {lo}..{hi}; fix "
+                                "the info file or the preset")
             lab += offset
-            if lab < 0 or lab > max_label:
-                if cut and lab >= total:
-                    continue
-                raise UserError(f"{what}: label {lab - offset} of {rel!r} is outside "
-                                f"0..{max_label - offset}; fix the info file or the preset")
             if lab in keep:
                 paths.append(ds_dir / rel)
                 labels.append(lut.get(lab, -1))

@@ -68,6 +68,9 @@ def paper_ood(splits, cfg):
     if not isinstance(aux, ImageList):
         raise UserError(f"protocol 'paper' compares with WebVision; preset {cfg.preset} has "
                         "none: use --protocol holdout")
+    if len(aux) < n:
+        raise UserError(f"protocol 'paper' draws {n} WebVision images but the filtered pool "
+                        f"holds {len(aux)}; check --aux-root / --aux-exclude")
     pool = ImageList(aux.paths, aux.labels, aux.ids, splits.id_test.transform, skip_corrupt=True)
     return Subset(pool, seeded_sample(len(pool), n))
 

@@ -43,13 +43,20 @@ def excluded_wnids(spec: str = "mixoe") -> frozenset[str]:
     if not path.is_file():
         raise UserError(f"--aux-exclude {spec!r} is neither mixoe, none nor a file of WNIDs; "
                         "pass one of those")
-    words = [w for line in path.read_text().splitlines()
-             for w in line.split("#", 1)[0].split()]
+    words = [w for line in _text(path).splitlines() for w in line.split("#", 1)[0].split()]
     bad = [w for w in words if not WNID.match(w)]
     if bad:
         raise UserError(f"{path}: {bad[0]!r} is not a WordNet id like n01530575; list one "
                         "WNID per line")
     return frozenset(words)
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path} as text ({type(exc).__name__}); pass the "
+                        "WebVision 1.0 info file or a text file of WNIDs") from None
 
 
 def read_query_wnids(root: Path) -> dict[int, str]:
@@ -59,12 +66,12 @@ def read_query_wnids(root: Path) -> dict[int, str]:
         if not p.is_file():
             raise UserError(f"WebVision file {p} is missing; download WebVision 1.0 (info/ "
                             "folder included) and pass --aux-root or put it at DATA_ROOT/webvision")
-    wnids = [line.split()[0] for line in spath.read_text().splitlines() if line.strip()]
+    wnids = [line.split()[0] for line in _text(spath).splitlines() if line.strip()]
     if not all(WNID.match(w) for w in wnids):
         raise UserError(f"{spath} does not list WNIDs (lines '<wnid> <words>'); use WebVision "
                         "1.0's info/synsets.txt")
     out = {}
-    for k, line in enumerate(qpath.read_text().splitlines(), 1):
+    for k, line in enumerate(_text(qpath).splitlines(), 1):
         parts = line.split()
         if not parts:
             continue

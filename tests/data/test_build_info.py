@@ -158,9 +158,10 @@ def test_cars_mat_that_is_not_an_annotation_file(tmp_path):
     with pytest.raises(UserError, match=r"cars_annos\.mat is not a Stanford Cars annotation "
                                         r"file \(KeyError\)"):
         build_info("car", tmp_path)
-    (ds / "cars_annos.mat").write_bytes(b"x" * 300)
-    with pytest.raises(UserError, match=r"cars_annos\.mat is not a Stanford Cars annotation"):
-        build_info("car", tmp_path)
+    for junk in (b"x" * 300, b"", b"<html><body>Not Found</body></html>\n"):
+        (ds / "cars_annos.mat").write_bytes(junk)       # truncated, empty, an error page
+        with pytest.raises(UserError, match=r"cars_annos\.mat is not a Stanford Cars annotation"):
+            build_info("car", tmp_path)
 
 
 def test_missing_image_writes_nothing(tmp_path):

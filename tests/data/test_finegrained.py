@@ -385,3 +385,18 @@ def test_bad_trees(tmp_path):
     (ds / "val.txt").unlink()
     with pytest.raises(UserError, match=r"info file .*car/val\.txt not found"):
         build_splits(cfg(tmp_path, "car"))
+
+
+@pytest.mark.parametrize("preset,faithful,label,span", [
+    ("butterfly", True, 201, "0..200"), ("butterfly", False, 0, "1..200"),
+    ("butterfly", False, 201, "1..200"), ("bird", True, 600, "0..554")])
+def test_only_mixoes_quirk_labels_are_dropped(tmp_path, preset, faithful, label, span):
+    """Faithful mode drops bird 255..554 and butterfly 200 only; other labels are errors."""
+    make_tree(tmp_path, preset)
+    train = tmp_path / preset / "train.txt"
+    first = train.read_text().splitlines()[0].rsplit(" ", 1)[0]
+    train.write_text(train.read_text() + f"{first} {label}\n")
+    with pytest.raises(UserError, match=rf"label {label} of .* is outside {re.escape(span)}"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            build_splits(cfg(tmp_path, preset, faithful=faithful))
