@@ -86,6 +86,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     e.add_argument("--protocol", default="holdout", choices=PROTOCOLS,
                    help="holdout (ID test vs held-out classes), paper (ID val vs WebVision, "
                         "Table I), coarse (ID test vs the other datasets)")
+    e.add_argument("--aux-root", default=None,
+                   help="WebVision folder for the paper protocol (default: the run's, or DATA_ROOT/webvision)")
     e.add_argument("--metric-convention", default="ours", choices=METRIC_CONVENTIONS,
                    help="ours, or mixoe (MixOE's calculate_log rules, 10 equal-size runs)")
     e.add_argument("--out", default=None, help="JSON file for the metrics (default beside the checkpoint)")
@@ -98,6 +100,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     reproduce.add_parser(sub)
     sweep.add_parser(sub)
     return parser
+
+
+def _exclude(spec: str) -> str:
+    """A WebVision exclusion file is recorded by its absolute path (runs move between dirs)."""
+    return spec if spec in ("mixoe", "none") else str(Path(spec).resolve())
 
 
 def config_from_args(args) -> RunConfig:
@@ -114,7 +121,7 @@ def config_from_args(args) -> RunConfig:
         noise_mult=getattr(args, "noise_mult", 0.2),
         aux_ratio=getattr(args, "aux_ratio", None), m_in=getattr(args, "m_in", -13.0),
         m_out=getattr(args, "m_out", -6.0), weights=getattr(args, "weights", None),
-        select=args.select, image_size=args.image_size, aux_exclude=args.aux_exclude,
+        select=args.select, image_size=args.image_size, aux_exclude=_exclude(args.aux_exclude),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, split=args.split,
         faithful=not args.correct_quirks, limit_batches=args.limit_batches,
@@ -139,7 +146,8 @@ def cmd_evaluate(args) -> int:
     if args.score not in SCORES:
         raise UserError(f"unknown score {args.score!r}; choose one of {', '.join(SCORES)}")
     m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,
-                            data_root=args.data_root, device=resolve_device(args.device))
+                            data_root=args.data_root, device=resolve_device(args.device),
+                            aux_root=args.aux_root)
     name = f"evaluate_{args.protocol}_{args.score}_{args.metric_convention}.json"
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
     atomic_write_json(out, m)

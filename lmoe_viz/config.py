@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from .errors import UserError
-from .io import dict_hash
+from .io import file_sha256
 
 METHODS = ("baseline", "oe", "energy_oe", "mixoe", "logit_mixoe")
 MIX_OPS = ("mixup", "cutmix")
@@ -185,15 +186,14 @@ class RunConfig:
     def identity(self) -> dict:
         """Fields that change what is trained (not where data lives or which device runs).
 
-        The initial checkpoint and the initial weights enter the run's identity through
-        their content hash (train.py), not their path."""
+        The initial checkpoint, the initial weights and a WebVision exclusion file enter
+        the run's identity through their content hash (train.py), not their path."""
         d = self.to_dict()
         for key in ("data_root", "device", "num_workers", "init", "weights"):
             d.pop(key)
+        if d["aux_exclude"] not in ("mixoe", "none") and Path(d["aux_exclude"]).is_file():
+            d["aux_exclude"] = "sha256:" + file_sha256(d["aux_exclude"])   # content, not path
         return d
-
-    def run_hash(self) -> str:
-        return dict_hash(self.identity())
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:

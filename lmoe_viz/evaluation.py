@@ -18,12 +18,12 @@ __all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint"]
 
 def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp",
                         convention: str = "ours", data_root=None, device="cpu",
-                        cache_dir=None) -> dict:
+                        cache_dir=None, aux_root=None) -> dict:
     """One metrics row: accuracy (%) on the protocol's ID images, AUROC/FPR95/AUPR-in."""
     from .extract import cache_meta, extract
     id_part, ood_part = protocol_parts(protocol)
     res = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part),
-                  data_root=data_root, device=device)
+                  data_root=data_root, device=device, aux_root=aux_root)
     idt, ood = res[id_part], res[ood_part]
     meta = cache_meta(checkpoint, (id_part, ood_part), cache_dir)
     return {"checkpoint": str(Path(checkpoint)), "protocol": protocol, "score": score,

@@ -26,7 +26,8 @@ FIGURE_MODELS = (("baseline", False), ("mixoe", False), ("logit_mixoe", False),
 
 
 def model_label(method: str, lc: bool = False) -> str:
-    names = {"baseline": "Pretrained", "oe": "OE", "mixoe": "MixOE", "logit_mixoe": "Logit MixOE"}
+    names = {"baseline": "Pretrained", "oe": "OE", "energy_oe": "Energy-OE", "mixoe": "MixOE",
+             "logit_mixoe": "Logit MixOE"}
     return names[method] + (" w/ L_LC" if lc else "")
 
 
@@ -124,12 +125,20 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
                      "alpha": c["alpha"] if c["method"] in ("mixoe", "logit_mixoe") else np.nan,
                      "seed": c["seed"], "model": model_label(c["method"], c["lc"]),
                      "protocol": protocol, "score": score, "metric_convention": convention,
+                     "weights": _weights_label(m.get("weights")),
                      "accuracy": m["accuracy"], "auroc": m["auroc"], "fpr95": m["fpr95"],
                      "aupr_in": m.get("aupr_in"), "aupr_out": m.get("aupr_out")})
     if not rows:
         raise UserError(f"no finished runs under {runs_dir}; run the grid first "
                         "(notebooks/01_train.ipynb or `lmoe-viz sweep`)")
     return pd.DataFrame(rows)
+
+
+def _weights_label(rec) -> str:
+    """``IMAGENET1K_V1``, ``none`` or ``file:<sha256 prefix>`` (metrics.json's record)."""
+    if not rec:
+        return "unknown"
+    return f"file:{rec['sha256'][:12]}" if rec.get("name") == "file" else rec.get("name", "unknown")
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -142,7 +151,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     out["n_seeds"] = g.size()
     out = out.reset_index()
     out["alpha"] = out["alpha"].replace(-1, np.nan)
-    order = {"baseline": 0, "oe": 1, "mixoe": 2, "logit_mixoe": 3}
+    order = {"baseline": 0, "oe": 1, "energy_oe": 1.5, "mixoe": 2, "logit_mixoe": 3}
     out["_o"] = out["method"].map(order)
     out = out.sort_values(["_o"]).sort_values(["alpha", "_o", "lc"], na_position="first", kind="stable")
     return out.drop(columns="_o").reset_index(drop=True)

@@ -47,13 +47,15 @@ def predict(model, dataset, device="cpu", batch_size: int = 256, num_workers: in
     return {k: torch.cat(v).numpy()[:limit] for k, v in out.items()}
 
 
-def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None) -> str:
+def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inputs=None) -> str:
+    """The cache entry of one extraction: the checkpoint's content, what was extracted, and
+    ``inputs`` (the content hash of the info files the parts read, data/protocols.py)."""
     return dict_hash({"ckpt": ckpt_sha, "preset": preset, "split": split,
-                      "parts": sorted(parts), "data_root": str(data_root or "")})
+                      "parts": sorted(parts), "data_root": str(data_root or ""), "inputs": inputs})
 
 
 def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root=None,
-            device="cpu", aux_limit: int = 2000, refresh: bool = False) -> dict:
+            device="cpu", aux_limit: int = 2000, refresh: bool = False, aux_root=None) -> dict:
     """``{part: {logits, features, labels, ids}}`` for a checkpoint, cached on disk.
 
     ``cache_dir`` defaults to ``<checkpoint folder>/logits``. ``aux`` is capped at
@@ -61,7 +63,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     """
     from .config import RunConfig
     from .data import build_splits
-    from .data.protocols import part_dataset
+    from .data.protocols import inputs_digest, part_dataset
     from .models import load_checkpoint, model_from_checkpoint
     from .train import resolve_device
     device = resolve_device(device) if device in ("auto", "cpu", "cuda") else device
@@ -70,9 +72,12 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     cfg = RunConfig.from_dict(ckpt["config"])
     if data_root is not None:
         cfg.data_root = str(data_root)
+    if aux_root is not None:
+        cfg.extra = {**cfg.extra, "aux_root": str(aux_root)}
     sha = file_sha256(checkpoint)
     cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
-    key = cache_key(sha, cfg.preset, cfg.split, parts, cfg.data_root)
+    key = cache_key(sha, cfg.preset, cfg.split, parts, cfg.data_root,
+                    inputs_digest(cfg, parts))
     npz, meta_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
     if not refresh and npz.is_file() and meta_path.is_file():
         try:

@@ -128,7 +128,11 @@ def _noise(cfg, h):
 
 
 def logit_mixoe(model, cfg, k, x_in, y, x_out, lam, box):
-    """Eqs. (13)-(14) at ``mix_layer`` (+ gamma L_LC), with feature_MixOE's options."""
+    """Eqs. (13)-(14) at ``mix_layer`` (+ gamma L_LC), with feature_MixOE's options.
+
+    Under ``joint`` batching, x~ of L_LC runs in the same forward as the ID and outlier
+    inputs (LogitMix computes f(x) and f(x~) in one forward), and whatever continues after
+    a hidden-layer mix continues in one forward too."""
     joint, layer = cfg.batching == "joint", cfg.mix_layer
     n = min(len(x_in), len(x_out))
     xi, xo = x_in[:n], x_out[:n]
@@ -137,22 +141,19 @@ def logit_mixoe(model, cfg, k, x_in, y, x_out, lam, box):
         x_mix, lam = _input_mix(cfg, xi, xo, lam, box)
     separate_id = cfg.id_forward == "separate"
     z_in = model(x_in) if separate_id else None
-    h_in, h_out = _forward(lambda x: model(x, stop=layer), [xi if separate_id else x_in, xo], joint)
-    h_mix = _noise(cfg, L.logit_mix(h_in[:n], h_out, lam))
-    z_out = None
+    xs = [xi if separate_id else x_in, xo] + ([x_mix] if cfg.lc else [])
+    hs = _forward(lambda x: model(x, stop=layer), xs, joint)
+    h_mix = _noise(cfg, L.logit_mix(hs[0][:n], hs[1], lam))
+    feats = {"in": hs[0], "out": hs[1], "mix": h_mix, **({"x": hs[2]} if cfg.lc else {})}
     if layer == "fc":
-        z_mix, z_out = h_mix, h_out
-        z_in = h_in if z_in is None else z_in
-    elif cfg.mix_continue == "mixed":
-        z_mix = model(h_mix, start=layer)
-    else:
-        z_hin, z_out, z_mix = _forward(lambda h: model(h, start=layer), [h_in, h_out, h_mix], joint)
-        z_in = z_hin if z_in is None else z_in
-    z_x = None
-    if cfg.lc:
-        if z_out is None:
-            z_out = model(xo)
-        z_x = model(x_mix)
+        z = feats
+    else:               # continue what the loss needs: the mixed half at least
+        keep = [name for name in feats if cfg.mix_continue == "all" or name == "mix"
+                or (cfg.lc and name in ("out", "x"))]
+        z = dict(zip(keep, _forward(lambda h: model(h, start=layer), [feats[m] for m in keep],
+                                    joint)))
+    z_in = z["in"] if z_in is None else z_in
+    z_out, z_mix, z_x = z.get("out"), z["mix"], z.get("x")
     return _mix_terms(cfg, k, y, z_in, z_mix, lam, z_x, z_out, n)
 
 

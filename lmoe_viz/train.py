@@ -119,6 +119,9 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     from .data import build_splits, get_preset
     preset = get_preset(cfg.preset)
     splits = build_splits(cfg)
+    if cfg.select == "best-val" and (splits.id_val is None or len(splits.id_val) == 0):
+        raise UserError(f"--select best-val needs validation images of the ID classes and preset "
+                        f"{cfg.preset} has none (val.txt); pass --select last or fix val.txt")
     spec = arch_spec(preset.arch, splits.num_classes, preset.channels, cfg.input_size)
     if init_ckpt is not None:
         check_arch(init_ckpt, spec, cfg.init)
@@ -129,9 +132,6 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
         model = build_model(preset.arch, splits.num_classes, preset.channels)
         weights = weights_record(cfg.weights)      # fetches ImageNet's file if not cached
         load_initial_weights(model, weights)
-    if cfg.select == "best-val" and splits.id_val is None:
-        raise UserError(f"--select best-val needs a validation split and preset {cfg.preset} "
-                        "has none; pass --select last")
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -140,14 +140,12 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
                           weight_decay=cfg.weight_decay)
     id_sampler = DistributedSampler(splits.id_train, world, rank, shuffle=True, seed=cfg.seed,
                                     drop_last=True)
-    aux_sampler = DistributedSampler(splits.aux, world, rank, shuffle=True, seed=cfg.seed + 1,
-                                     drop_last=True)
     loader_kw = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                      pin_memory=device.type == "cuda", drop_last=len(id_sampler) > cfg.batch_size,
                      persistent_workers=False)
     id_loader = DataLoader(splits.id_train, sampler=id_sampler, **loader_kw)
-    aux_loader = DataLoader(splits.aux, sampler=aux_sampler,
-                            **{**loader_kw, "batch_size": cfg.batch_size * cfg.aux_ratio})
+    needs_aux = cfg.method != "baseline"
+    aux_sampler, aux_loader = _aux_loader(splits, cfg, world, rank, loader_kw) if needs_aux else (None, None)
     steps_per_epoch = len(id_loader) if cfg.limit_batches is None else min(len(id_loader), cfg.limit_batches)
     total = steps_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, cfg.lr))
@@ -164,15 +162,16 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     base = {"config": cfg.to_dict(), "run_hash": run_hash, "seed": cfg.seed, "split": cfg.split,
             "arch": spec, "id_classes": splits.id_classes, "ood_classes": splits.ood_classes,
             "init_sha256": identity["init_sha256"], "weights": weights}
-    needs_aux = cfg.method != "baseline"
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         es = epoch_seed(cfg.seed, epoch)
         seed_everything(es)
         id_sampler.set_epoch(epoch)
-        aux_sampler.set_epoch(epoch)
+        aux_iter, aux_round = None, 0
+        if needs_aux:
+            aux_sampler.set_epoch(epoch)
+            aux_iter = iter(aux_loader)
         mix_rng = np.random.default_rng([cfg.seed, epoch, 12345])
-        aux_iter, aux_round = iter(aux_loader), 0
         sums: dict = {}
         net.train()
         bar = _bar(progress and rank == 0, steps_per_epoch, f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}")
@@ -238,6 +237,19 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     if ddp:
         dist.destroy_process_group()
     return load_checkpoint(ckpt_path)["final"] if rank == 0 else {}
+
+
+def _aux_loader(splits, cfg, world, rank, loader_kw):
+    """The outlier stream: ``aux_ratio`` x the ID batch (MixOE's OE: 2), whole batches."""
+    batch = cfg.batch_size * cfg.aux_ratio
+    if len(splits.aux) < batch * world:
+        raise UserError(f"the outlier set holds {len(splits.aux)} images, fewer than one outlier "
+                        f"batch ({cfg.batch_size} x aux_ratio {cfg.aux_ratio} x {world} process(es)); "
+                        "lower --batch-size or --aux-ratio, or add outliers")
+    sampler = DistributedSampler(splits.aux, world, rank, shuffle=True, seed=cfg.seed + 1,
+                                 drop_last=True)
+    return sampler, DataLoader(splits.aux, sampler=sampler, **{**loader_kw, "batch_size": batch,
+                                                               "drop_last": True})
 
 
 def evaluate(model, splits, device, score: str = "msp") -> dict:

@@ -3,7 +3,7 @@
 MixOE builds ``torchvision.models.resnet50(pretrained=True)``, i.e. the
 ``ResNet50_Weights.IMAGENET1K_V1`` state dict (file ``resnet50-0676ba61.pth``), then
 replaces ``fc``. :func:`load_initial_weights` does the same: every tensor except the head
-is loaded (strictly: a missing or misshapen key is an error) and ``fc`` keeps its fresh
+is loaded (strictly: a missing, misshapen or unexpected key is an error) and ``fc`` keeps its fresh
 initialisation, sized from the split.
 
 * ``imagenet``: torchvision's cache (``$TORCH_HOME/hub/checkpoints``) is read first; when
@@ -126,6 +126,10 @@ def load_initial_weights(model, record: dict) -> None:
                             f"{tuple(own[ours].shape)}")
         else:
             load[ours] = sd[tv]
+    known = set(names.values())
+    extra = sorted(k for k in sd if k not in known and not k.startswith("fc."))
+    if extra:            # e.g. a ResNet-101/152: same block shapes, more blocks
+        problems.append(f"unexpected {extra[0]} ({len(extra)} tensor(s) ResNet-50 does not have)")
     if problems:
         raise UserError(f"weights file {path} does not fit ResNet-50 ({len(problems)} problem(s), "
                         f"first: {problems[0]}); pass a torchvision resnet50 state dict")

@@ -57,3 +57,11 @@ def test_grid_cells_and_names():
     assert {g.run_dir(c).name for c in cells} >= {"oe_s1", "logit_mixoe_lc_a0.3_s0", "mixoe_a1_s1"}
     with pytest.raises(UserError, match="no finished runs"):
         E.results_table("/nonexistent")
+
+
+def test_energy_oe_rows_are_labelled_and_ordered():
+    df = pd.concat([_results(), pd.DataFrame([{"method": "energy_oe", "lc": False, "alpha": np.nan,
+                                               "seed": 0, "accuracy": 87.0, "auroc": 0.9,
+                                               "fpr95": 0.4, "model": E.model_label("energy_oe")}])])
+    s = E.summary_table(df)
+    assert list(s.model)[:3] == ["Pretrained", "OE", "Energy-OE"]

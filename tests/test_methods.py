@@ -155,3 +155,17 @@ def test_post_mix_noise():
     silent = RunConfig(method="logit_mixoe", mix_layer="layer2", mix_noise="both",
                        noise_add=0.0, noise_mult=0.0).resolved()
     assert objective(model, silent, 3, x, y, xo, 0.5)[0].item() == pytest.approx(ref, rel=1e-6)
+
+
+@pytest.mark.parametrize("method,batching,calls", [
+    ("logit_mixoe", "joint", 1), ("logit_mixoe", "separate", 3), ("mixoe", "joint", 1),
+    ("mixoe", "separate", 3)])
+def test_joint_batching_runs_every_input_of_the_step_in_one_forward(method, batching, calls):
+    """With --lc: ID, outliers and x~ share one BatchNorm batch under joint (LogitMix)."""
+    model = SmallResNet(3).train()
+    seen = []
+    model.stem.register_forward_hook(lambda mod, inp, out: seen.append(len(inp[0])))
+    cfg = RunConfig(method=method, lc=True, batching=batching).resolved()
+    x, y, xo = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]), torch.randn(4, 1, 8, 8)
+    objective(model, cfg, 3, x, y, xo, 0.5)
+    assert len(seen) == calls and sum(seen) == 12

@@ -48,6 +48,10 @@ def test_other_architecture_refused(tmp_path):
     torch.save(torchvision.models.resnet18().state_dict(), path)
     with pytest.raises(UserError, match=r"rn18.pth does not fit ResNet-50 .*torchvision resnet50"):
         load_initial_weights(ResNet50(num_classes=3), weights_record(str(path)))
+    deeper = tmp_path / "rn101.pth"       # same block shapes, more blocks: still refused
+    torch.save(torchvision.models.resnet101().state_dict(), deeper)
+    with pytest.raises(UserError, match=r"rn101.pth does not fit ResNet-50 .*unexpected layer3\."):
+        load_initial_weights(ResNet50(num_classes=3), weights_record(str(deeper)))
     (tmp_path / "junk.pth").write_bytes(b"not a state dict")
     with pytest.raises(UserError, match="cannot be read as a state dict"):
         load_initial_weights(ResNet50(num_classes=3), weights_record(str(tmp_path / "junk.pth")))

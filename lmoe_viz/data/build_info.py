@@ -17,7 +17,8 @@ Formats read (as released):
   ``images/``. Labels: rank of the class id among those with images (0..554).
 * aircraft (FGVC-Aircraft 2013b): ``data/variants.txt``, ``data/images_variant_trainval.txt``
   and ``..._test.txt`` (``<7-digit id> <variant, may contain spaces>``); images
-  ``data/images/<id>.jpg``. Label: line of the variant in variants.txt (0..99).
+  ``data/images/<id>.jpg`` (or ``images/<id>.jpg``, MixOE's place, when only that folder
+  exists). Label: line of the variant in variants.txt (0..99).
   train + val = the official trainval (MixOE), test = the official test.
 * butterfly (Butterfly200): ``Butterfly200_{train,val,test}_release.txt`` with five
   fields (``<path> <species> <genus> <subfamily> <family>``), paths relative to
@@ -26,7 +27,8 @@ Formats read (as released):
 * car (Stanford Cars), either release: the devkit (``devkit/cars_train_annos.mat``,
   ``cars_test_annos_withlabels.mat`` in ``devkit/`` or beside it, images ``cars_train/``
   and ``cars_test/``: MixOE's paths) or the all-in-one (``cars_annos.mat`` with
-  ``relative_im_path``, ``class``, ``test``; images ``car_ims/``). Labels class - 1.
+  ``relative_im_path``, ``class``, ``test``; images ``car_ims/``). Labels class - 1. With
+  both unpacked, the all-in-one is read when ``car_ims/`` exists, the devkit otherwise.
 """
 from __future__ import annotations
 
@@ -58,6 +60,14 @@ def _pairs(path: Path):
     return out
 
 
+def _int(text: str, where) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"{where}: expected an integer label, got {text!r}; use the release's "
+                        "files unchanged") from None
+
+
 def val_cut(rows: list, seed: int = VAL_SEED) -> tuple[list, list]:
     """(train, val): the first floor(n / 10) of a seeded permutation go to val, order kept."""
     n = len(rows)
@@ -73,7 +83,8 @@ def _with_val(train_rows: list, test_rows: list) -> dict:
 
 def nabirds(ds_dir: Path) -> dict:
     images = dict(_pairs(_need(ds_dir / "images.txt", "NABirds")))
-    labels = {k: int(v) for k, v in _pairs(_need(ds_dir / "image_class_labels.txt", "NABirds"))}
+    labels = {k: _int(v, ds_dir / "image_class_labels.txt")
+              for k, v in _pairs(_need(ds_dir / "image_class_labels.txt", "NABirds"))}
     is_train = {k: v == "1" for k, v in _pairs(_need(ds_dir / "train_test_split.txt", "NABirds"))}
     rank = {c: i for i, c in enumerate(sorted(set(labels.values())))}
     rows = {"train": [], "test": []}
@@ -98,8 +109,11 @@ def aircraft(ds_dir: Path) -> dict:
                 if v not in index:
                     raise UserError(f"variant {v!r} of {data / f'images_variant_{name}.txt'} is "
                                     f"not in {data / 'variants.txt'}")
-                out.append((f"data/images/{img}.jpg", index[v]))
+                out.append((f"{prefix}{img}.jpg", index[v]))
         return out
+    # the archive's data/images/, or images/ where MixOE's layout put them
+    prefix = "data/images/" if (data / "images").is_dir() or not (ds_dir / "images").is_dir() \
+        else "images/"
     trainval = (rows("trainval") if (data / "images_variant_trainval.txt").is_file()
                 else rows("train", "val"))
     return _with_val(trainval, rows("test"))
@@ -116,7 +130,7 @@ def butterfly(ds_dir: Path) -> dict:
             if len(parts) != 5:
                 raise UserError(f"{f}:{k}: expected 5 fields '<path> <species> <genus> "
                                 f"<subfamily> <family>', got {len(parts)}")
-            out.append((f"images_small/{parts[0]}", int(parts[1])))
+            out.append((f"images_small/{parts[0]}", _int(parts[1], f"{f}:{k}")))
         return out
     return _with_val(rows("train"), rows("val") + rows("test"))
 
@@ -131,14 +145,25 @@ def _mat_annotations(path: Path):
                         "use the release's .mat files") from None
 
 
+def _field(a, name: str, path: Path):
+    try:
+        return a[name]
+    except (ValueError, KeyError, IndexError):
+        raise UserError(f"{path} has no '{name}' field in its annotations; use the Stanford "
+                        "Cars release's .mat files unchanged") from None
+
+
 def cars(ds_dir: Path) -> dict:
     allinone = ds_dir / "cars_annos.mat"
     devkit = ds_dir / "devkit" / "cars_train_annos.mat"
-    if allinone.is_file():
+    # both releases unpacked: the one whose images are there (MixOE's paths are the devkit's)
+    if allinone.is_file() and ((ds_dir / "car_ims").is_dir() or not devkit.is_file()):
         rows = {"train": [], "test": []}
         for a in np.atleast_1d(_mat_annotations(allinone)):
-            rows["test" if int(a["test"]) else "train"].append(
-                (str(a["relative_im_path"]), int(a["class"]) - 1))
+            test = _int(str(_field(a, "test", allinone)), allinone)
+            rows["test" if test else "train"].append(
+                (str(_field(a, "relative_im_path", allinone)),
+                 _int(str(_field(a, "class", allinone)), allinone) - 1))
         return _with_val(rows["train"], rows["test"])
     if not devkit.is_file():
         raise UserError(f"Stanford Cars metadata not found in {ds_dir}: expected the all-in-one "
@@ -151,7 +176,8 @@ def cars(ds_dir: Path) -> dict:
                         f"(the test labels, published separately); put it in {ds_dir / 'devkit'}")
     out = {}
     for split, mat in (("train", devkit), ("test", test_mat)):
-        out[split] = [(f"cars_{split}/{a['fname']}", int(a["class"]) - 1)
+        out[split] = [(f"cars_{split}/{_field(a, 'fname', mat)}",
+                       _int(str(_field(a, "class", mat)), mat) - 1)
                       for a in np.atleast_1d(_mat_annotations(mat))]
     return _with_val(out["train"], out["test"])
 

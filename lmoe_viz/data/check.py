@@ -30,6 +30,7 @@ def check(preset: str, data_root=None, split: int = 0, faithful: bool = True) ->
                                 "rerun `lmoe-viz data import-mixoe` or `build-info` after "
                                 "putting the images in place (data/README.md)")
         print("  every listed image exists")
+        len(splits.aux)                 # list WebVision now (listed lazily elsewhere)
     for key, value in splits.describe().items():
         if key not in ("id_classes", "ood_classes"):
             print(f"  {key}: {value}")

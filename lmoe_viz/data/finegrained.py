@@ -90,6 +90,35 @@ class ImageList(Dataset):
         raise UserError("no readable image in the auxiliary outlier set")
 
 
+class LazyImageList(Dataset):
+    """The outlier pool, listed on first use: pretraining and the ``holdout``/``coarse``
+    evaluations never need WebVision, so they run where it is absent."""
+
+    def __init__(self, build, info: dict):
+        self._build, self._info, self._items = build, info, None
+
+    def _get(self) -> ImageList:
+        if self._items is None:
+            self._items, aux_info = self._build()
+            self._info.update(aux_info)
+        return self._items
+
+    @property
+    def loaded(self) -> bool:
+        return self._items is not None
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __getitem__(self, i: int):
+        return self._get()[i]
+
+    def __getattr__(self, name: str):       # paths, labels, ids, transform, skipped
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._get(), name)
+
+
 def transforms_for(image_size: int, train: bool):
     """MixOE's transforms (utils/dataset.py), for ID train/test images and outliers (train).
 
@@ -198,14 +227,16 @@ def build_paper_splits(name: str, cfg):
                             "the info file's paths must be relative to that folder: rerun "
                             "`lmoe-viz data import-mixoe` or `build-info` (data/README.md)")
     aux_root = Path(cfg.extra.get("aux_root") or root / "webvision")
-    aux_paths, aux_info = list_outliers(aux_root, cfg.aux_exclude)
     s = cfg.input_size
     ttr, tte = transforms_for(s, True), transforms_for(s, False)
+
+    def outliers():
+        paths, aux_info = list_outliers(aux_root, cfg.aux_exclude)
+        return ImageList(paths, [-1] * len(paths), range(len(paths)), ttr, skip_corrupt=True), aux_info
+    info = {"source": str(ds_dir), "faithful": cfg.faithful, "dropped_labels": dropped}
     return Splits(
         id_train=ImageList(*tr, ttr), id_val=ImageList(*va, tte), id_test=ImageList(*te_id, tte),
         ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], tte),
-        aux=ImageList(aux_paths, [-1] * len(aux_paths), range(len(aux_paths)), ttr,
-                      skip_corrupt=True),
+        aux=LazyImageList(outliers, info),
         id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(),
-        info={"source": str(ds_dir), "faithful": cfg.faithful, "dropped_labels": dropped,
-              **aux_info})
+        info=info)

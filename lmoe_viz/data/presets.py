@@ -43,7 +43,7 @@ class Splits:
                 "num_classes": self.num_classes, "id_train": len(self.id_train),
                 "id_val": None if self.id_val is None else len(self.id_val),
                 "id_test": len(self.id_test), "ood_test": len(self.ood_test),
-                "aux": len(self.aux), **self.info}
+                "aux": len(self.aux) if getattr(self.aux, "loaded", True) else None, **self.info}
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def paper_ood(splits, cfg):
     from .finegrained import ImageList
     n = len(paper_id(splits, cfg))
     aux = splits.aux
-    if not isinstance(aux, ImageList):
+    if not hasattr(aux, "paths"):
         raise UserError(f"protocol 'paper' compares with WebVision; preset {cfg.preset} has "
                         "none: use --protocol holdout")
     if len(aux) < n:
@@ -102,6 +102,19 @@ def part_dataset(part: str, splits, cfg):
     if part not in builders:
         raise UserError(f"unknown part {part!r}; choose one of {', '.join([*simple, *builders])}")
     return builders[part](splits, cfg)
+
+
+def inputs_digest(cfg, parts) -> str | None:
+    """A hash of the info files the parts read (this dataset's, and for ``coarse_ood`` the
+    other datasets' test.txt, which may appear later), so a cache is never stale; the
+    WebVision pool is identified by ``aux_root`` / ``aux_exclude`` in the run's config."""
+    from ..io import dict_hash, file_sha256
+    if not cfg.data_root:
+        return None
+    root = Path(cfg.data_root)
+    names = [cfg.preset] + (list(COARSE_ORDER) if "coarse_ood" in parts else [])
+    files = [root / d / f"{s}.txt" for d in dict.fromkeys(names) for s in ("train", "val", "test")]
+    return dict_hash({str(f.relative_to(root)): file_sha256(f) for f in files if f.is_file()})
 
 
 def coarse_sources(splits, cfg) -> list[str]:

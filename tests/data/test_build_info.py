@@ -221,3 +221,35 @@ def test_preset_and_folder_errors(tmp_path):
     with pytest.raises(UserError, match=r"official Butterfly200 metadata file "
                                         r".*Butterfly200_train_release\.txt not found"):
         build_info("butterfly", tmp_path)
+
+
+def test_aircraft_images_in_mixoes_folder(tmp_path):
+    """Images moved to aircraft/images/ (MixOE's layout): build-info writes those paths."""
+    ds = fakes.aircraft(tmp_path)
+    (ds / "data" / "images").rename(ds / "images")
+    build_info("aircraft", tmp_path)
+    rels = [line.rsplit(" ", 1)[0] for line in (ds / "train.txt").read_text().splitlines()]
+    assert rels and all(r.startswith("images/") and (ds / r).is_file() for r in rels)
+
+
+def test_cars_both_releases_the_one_whose_images_are_there(tmp_path):
+    ds = fakes.cars_devkit(tmp_path, num_classes=4)
+    from scipy.io import savemat
+    savemat(ds / "cars_annos.mat", {"annotations": np.zeros((1, 0))})   # no car_ims/ here
+    build_info("car", tmp_path)
+    assert (ds / "test.txt").read_text().startswith("cars_test/")
+    ds2 = fakes.cars_allinone(tmp_path / "b", num_classes=4)
+    (ds2 / "devkit").mkdir()
+    (ds2 / "devkit" / "cars_train_annos.mat").write_bytes(b"")
+    build_info("car", tmp_path / "b")
+    assert (ds2 / "test.txt").read_text().startswith("car_ims/")
+
+
+def test_cars_annotations_without_a_field(tmp_path):
+    ds = fakes.cars_allinone(tmp_path, num_classes=2)
+    from scipy.io import savemat
+    arr = np.zeros((1, 1), dtype=[("relative_im_path", "O"), ("test", "O")])
+    arr[0, 0] = (np.array(["car_ims/000001.jpg"]), np.array([[0]], np.uint8))
+    savemat(ds / "cars_annos.mat", {"annotations": arr})
+    with pytest.raises(UserError, match=r"cars_annos\.mat has no 'class' field"):
+        build_info("car", tmp_path)

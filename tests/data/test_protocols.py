@@ -269,3 +269,21 @@ def test_mixoe_metrics_equal_mixoes_eval(n_id, n_ood):
         assert got["fpr95_std"] == pytest.approx(0, abs=1e-12)
     else:                    # different subsets each run
         assert got["auroc_std"] > 0
+
+
+def test_cache_digest_follows_the_info_files(tmp_path):
+    """A coarse pool that grows, or a rewritten test.txt, gives another cache entry."""
+    from lmoe_viz.config import RunConfig
+    from lmoe_viz.data.build_info import build_info
+    from lmoe_viz.data.protocols import inputs_digest
+    fakes.aircraft(tmp_path)
+    build_info("aircraft", tmp_path)
+    cfg = RunConfig(preset="aircraft", data_root=str(tmp_path))
+    holdout, coarse = inputs_digest(cfg, ["id_test"]), inputs_digest(cfg, ["coarse_ood"])
+    fakes.cars_allinone(tmp_path, num_classes=3)
+    build_info("car", tmp_path)
+    assert inputs_digest(cfg, ["id_test"]) == holdout
+    assert inputs_digest(cfg, ["coarse_ood"]) != coarse
+    test = tmp_path / "aircraft" / "test.txt"
+    test.write_text(test.read_text().splitlines()[0] + "\n")
+    assert inputs_digest(cfg, ["id_test"]) != holdout

@@ -1,0 +1,63 @@
+"""Paper-preset edges: no WebVision needed until outliers are, too few outliers, empty val."""
+import json
+
+import pytest
+
+import fakes
+from lmoe_viz.cli import main
+from lmoe_viz.data.build_info import build_info
+
+SMALL = ["--image-size", "32", "--epochs", "1", "--limit-batches", "1", "--batch-size", "4",
+         "--num-workers", "0", "--no-progress", "--weights", "none"]
+
+
+@pytest.fixture(scope="module")
+def no_webvision(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nowv")
+    fakes.aircraft(root)
+    build_info("aircraft", root)
+    return root
+
+
+def test_pretrain_and_holdout_without_webvision(no_webvision, tmp_path, capsys):
+    root = str(no_webvision)
+    assert main(["pretrain", "--preset", "aircraft", "--data-root", root, "--out",
+                 str(tmp_path / "pre"), *SMALL]) == 0
+    m = json.loads((tmp_path / "pre" / "metrics.json").read_text())
+    assert m["finished"] and m["aux"] is None          # WebVision never listed
+    ckpt = str(tmp_path / "pre" / "checkpoint.pt")
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", ckpt, "--data-root", root]) == 0
+    assert json.loads(capsys.readouterr().out)["n_ood"] == m["ood_test"]
+    assert main(["evaluate", "--checkpoint", ckpt, "--data-root", root, "--protocol", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "WebVision folder" in err and "--aux-root" in err
+    # the paper protocol with the WebVision folder given to evaluate
+    fakes.webvision(tmp_path)
+    assert main(["evaluate", "--checkpoint", ckpt, "--data-root", root, "--protocol", "paper",
+                 "--aux-root", str(tmp_path / "webvision")]) == 0
+
+
+def test_too_few_outliers_for_the_oe_batch(no_webvision, tmp_path, capsys):
+    root = str(no_webvision)
+    assert main(["pretrain", "--preset", "aircraft", "--data-root", root, "--out",
+                 str(tmp_path / "pre"), *SMALL]) == 0
+    fakes.webvision(tmp_path)                           # 48 images kept after exclusion
+    args = ["finetune", "--preset", "aircraft", "--data-root", root, "--aux-root",
+            str(tmp_path / "webvision"), "--init", str(tmp_path / "pre" / "checkpoint.pt"),
+            "--method", "oe", *SMALL[:-2]]
+    capsys.readouterr()
+    assert main([*args, "--batch-size", "32", "--out", str(tmp_path / "oe")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 48 images, fewer than one outlier batch (32 x aux_ratio 2" in err
+    assert not (tmp_path / "oe" / "checkpoint.pt").exists()
+
+
+def test_best_val_with_no_id_val_image(tmp_path, capsys):
+    fakes.aircraft(tmp_path)
+    build_info("aircraft", tmp_path)
+    (tmp_path / "aircraft" / "val.txt").write_text("")
+    code = main(["pretrain", "--preset", "aircraft", "--data-root", str(tmp_path), "--out",
+                 str(tmp_path / "pre"), *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2 and "--select best-val needs validation images" in err
