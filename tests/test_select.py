@@ -74,6 +74,6 @@ def test_best_val_is_kept_and_resume_is_exact(aircraft_root, tmp_path):
 
 
 def test_best_val_needs_a_val_split(tmp_path):
-    with pytest.raises(UserError, match="--select best-val needs a validation split.*--select last"):
+    with pytest.raises(UserError, match="--select best-val needs validation images.*--select last"):
         train_mod.train(RunConfig(preset="digits", select="best-val", epochs=1), tmp_path / "d",
                         progress=False)

@@ -325,8 +325,10 @@ def test_build_splits_passes_the_exclusion_and_the_aux_root(tmp_path):
     assert len(s.aux) == 108 and s.info["aux_exclude"] == "none"
     assert s.aux.paths == expected_outliers(tmp_path / "webvision", set())
     (tmp_path / "webvision").rename(tmp_path / "wv elsewhere")
+    s = build_splits(cfg(tmp_path, "aircraft"))     # WebVision is listed on first use
+    assert len(s.id_train) > 0 and s.describe()["aux"] is None
     with pytest.raises(UserError, match=r"WebVision folder .*webvision not found"):
-        build_splits(cfg(tmp_path, "aircraft"))
+        len(s.aux)
     s = build_splits(cfg(tmp_path, "aircraft", extra={"aux_root": str(tmp_path / "wv elsewhere")}))
     assert len(s.aux) == 48 and s.info["aux_root"] == str(tmp_path / "wv elsewhere")
 
