@@ -59,3 +59,24 @@ def _no_downloads(tmp_path_factory, monkeypatch):
     def offline(*args, **kwargs):
         raise urllib.error.URLError("downloads are disabled in tests")
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+
+
+@pytest.fixture
+def stop_after_first_epoch(monkeypatch):
+    """``run(cfg, out)``: train until the first checkpoint is written, then stop as a kill
+    would (KeyboardInterrupt), leaving that checkpoint to resume from."""
+    from lmoe_viz import train as train_mod
+
+    def run(cfg, out):
+        real, calls = train_mod.save_checkpoint, {"n": 0}
+
+        def save_then_stop(path, payload):
+            real(path, payload)
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyboardInterrupt
+        with monkeypatch.context() as m:
+            m.setattr(train_mod, "save_checkpoint", save_then_stop)
+            with pytest.raises(KeyboardInterrupt):
+                train_mod.train(cfg, out, progress=False)
+    return run

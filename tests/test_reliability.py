@@ -61,25 +61,12 @@ def test_sigkill_then_resume_equals_straight_run(tmp_path):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
-def test_finetune_resume_in_process_is_exact(tmp_path, digits_pretrained):
+def test_finetune_resume_in_process_is_exact(tmp_path, digits_pretrained, stop_after_first_epoch):
     """Stop after epoch 1 (limit), continue to epoch 3: same as a straight 3-epoch run."""
     kw = dict(preset="digits", method="logit_mixoe", lc=True, alpha=0.5, mix_op="cutmix",
               init=str(digits_pretrained), device="cpu")
     straight = train_mod.train(RunConfig(epochs=3, **kw), tmp_path / "a", progress=False)
-    calls = {"n": 0}
-    real = train_mod.save_checkpoint
-
-    def crash_after_first_epoch(path, payload):
-        real(path, payload)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-    train_mod.save_checkpoint = crash_after_first_epoch
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train_mod.train(RunConfig(epochs=3, **kw), tmp_path / "b", progress=False)
-    finally:
-        train_mod.save_checkpoint = real
+    stop_after_first_epoch(RunConfig(epochs=3, **kw), tmp_path / "b")
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 1
     resumed = train_mod.train(RunConfig(epochs=3, **kw), tmp_path / "b", progress=False)
     assert (resumed["accuracy"], resumed["auroc"], resumed["fpr95"]) == \

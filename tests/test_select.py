@@ -37,7 +37,7 @@ def aircraft_root(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_best_val_is_kept_and_resume_is_exact(aircraft_root, tmp_path):
+def test_best_val_is_kept_and_resume_is_exact(aircraft_root, tmp_path, stop_after_first_epoch):
     kw = dict(preset="aircraft", data_root=str(aircraft_root), image_size=32, epochs=3,
               limit_batches=2, batch_size=8, lr=0.05, weights="none", num_workers=0, device="cpu")
     straight = train_mod.train(RunConfig(**kw), tmp_path / "a", progress=False)
@@ -50,19 +50,7 @@ def test_best_val_is_kept_and_resume_is_exact(aircraft_root, tmp_path):
     assert accuracy(val["logits"], val["labels"]) == pytest.approx(straight["val_accuracy"])
     assert straight["val_accuracy"] == max(accs)
     # interrupted after epoch 1, resumed: the same selection and the same weights
-    real, calls = train_mod.save_checkpoint, {"n": 0}
-
-    def crash_after_first_epoch(path, payload):
-        real(path, payload)
-        calls["n"] += 1
-        if calls["n"] == 1:
-            raise KeyboardInterrupt
-    train_mod.save_checkpoint = crash_after_first_epoch
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            train_mod.train(RunConfig(**kw), tmp_path / "b", progress=False)
-    finally:
-        train_mod.save_checkpoint = real
+    stop_after_first_epoch(RunConfig(**kw), tmp_path / "b")
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["best"]["epoch"] == 1
     resumed = train_mod.train(RunConfig(**kw), tmp_path / "b", progress=False)
     for key in ("selected_epoch", "val_accuracy", "accuracy", "auroc", "fpr95"):
