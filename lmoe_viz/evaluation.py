@@ -20,12 +20,11 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
                         convention: str = "ours", data_root=None, device="cpu",
                         cache_dir=None, aux_root=None) -> dict:
     """One metrics row: accuracy (%) on the protocol's ID images, AUROC/FPR95/AUPR-in."""
-    from .extract import cache_meta, extract
+    from .extract import extract
     id_part, ood_part = protocol_parts(protocol)
-    res = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part),
-                  data_root=data_root, device=device, aux_root=aux_root)
+    res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part),
+                        data_root=data_root, device=device, aux_root=aux_root, with_meta=True)
     idt, ood = res[id_part], res[ood_part]
-    meta = cache_meta(checkpoint, (id_part, ood_part), cache_dir)
     return {"checkpoint": str(Path(checkpoint)), "protocol": protocol, "score": score,
             "weights": meta.get("weights"), "config": meta.get("config"),
             "accuracy": accuracy(idt["logits"], idt["labels"]),

@@ -55,11 +55,13 @@ def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inp
 
 
 def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root=None,
-            device="cpu", aux_limit: int = 2000, refresh: bool = False, aux_root=None) -> dict:
+            device="cpu", aux_limit: int = 2000, refresh: bool = False, aux_root=None,
+            with_meta: bool = False):
     """``{part: {logits, features, labels, ids}}`` for a checkpoint, cached on disk.
 
     ``cache_dir`` defaults to ``<checkpoint folder>/logits``. ``aux`` is capped at
-    ``aux_limit`` samples (the outlier set can be millions of images).
+    ``aux_limit`` samples (the outlier set can be millions of images). ``with_meta``
+    returns ``(result, meta)``, meta being the checkpoint's config and initial weights.
     """
     from .config import RunConfig
     from .data import build_splits
@@ -75,6 +77,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     if aux_root is not None:
         cfg.extra = {**cfg.extra, "aux_root": str(aux_root)}
     sha = file_sha256(checkpoint)
+    meta_out = {"config": ckpt["config"], "weights": ckpt.get("weights")}
     cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
     key = cache_key(sha, cfg.preset, cfg.split, parts, cfg.data_root,
                     inputs_digest(cfg, parts))
@@ -84,7 +87,8 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
             meta = read_json(meta_path)
             if meta.get("checkpoint_sha256") == sha:
                 with np.load(npz) as data:
-                    return _unflatten(dict(data))
+                    result = _unflatten(dict(data))
+                return (result, meta_out) if with_meta else result
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute below
     splits = build_splits(cfg)
@@ -100,7 +104,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
                                   "ood_classes": ckpt.get("ood_classes"),
                                   "weights": ckpt.get("weights"),
                                   "sizes": {p: len(d["labels"]) for p, d in result.items()}})
-    return result
+    return (result, meta_out) if with_meta else result
 
 
 def _unflatten(flat: dict) -> dict:
@@ -109,18 +113,3 @@ def _unflatten(flat: dict) -> dict:
         part, name = key.split("/", 1)
         out.setdefault(part, {})[name] = v
     return out
-
-
-def cache_meta(checkpoint, parts, cache_dir=None) -> dict:
-    """The metadata written beside a cached extraction (config, weights, sizes); {} if none."""
-    checkpoint = Path(checkpoint)
-    sha = file_sha256(checkpoint)
-    cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
-    for path in sorted(cache_dir.glob("*.json")):
-        try:
-            meta = read_json(path)
-        except (OSError, ValueError):
-            continue
-        if meta.get("checkpoint_sha256") == sha and sorted(meta.get("parts", [])) == sorted(parts):
-            return meta
-    return {}
