@@ -10,9 +10,11 @@ import json
 import sys
 from pathlib import Path
 
+from .batchnorm import BN_REGIMES
 from .config import METHODS, MIX_LAYERS, MIX_OPS, SELECTS, RunConfig
 from .data.protocols import PROTOCOLS
 from .errors import UserError
+from .losses import LC_MODES
 from .metrics import METRIC_CONVENTIONS
 
 
@@ -60,13 +62,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     f.add_argument("--init", required=True, help="checkpoint from `lmoe-viz pretrain`")
     f.add_argument("--method", required=True, help=", ".join(m for m in METHODS if m != "baseline"))
     f.add_argument("--lc", action="store_true", help="add the logit-consistency loss, eq. (15)")
+    f.add_argument("--lc-mode", default="fixed", choices=LC_MODES,
+                   help="L_LC: fixed (eq. 15), or adaptive: outlier-share, stop-id, norm (losses.py)")
     f.add_argument("--alpha", type=float, default=1.0)
     f.add_argument("--beta", type=float, default=None,
                    help="outlier-term weight (default 1; energy_oe 0.1)")
     f.add_argument("--gamma", type=float, default=1.0)
     f.add_argument("--mix-op", default="mixup", help=", ".join(MIX_OPS))
     f.add_argument("--mix-layer", default=None, help=", ".join(MIX_LAYERS))
-    f.add_argument("--batching", default=None, help="separate or joint forwards (see methods.py)")
+    f.add_argument("--bn", "--batching", dest="bn", default=None, choices=BN_REGIMES,
+                   help="BatchNorm regime: separate (MixOE's forwards), joint (one forward), "
+                        "id-stats (running statistics from ID rows only); default: the "
+                        "method's reference code (batchnorm.py)")
     f.add_argument("--id-forward", default="shared",
                    help="Logit MixOE: ID CE from the mixing forward (shared) or its own (separate, feature_MixOE)")
     f.add_argument("--mix-continue", default="all",
@@ -90,6 +97,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="WebVision folder for the paper protocol (default: the run's, or DATA_ROOT/webvision)")
     e.add_argument("--metric-convention", default="ours", choices=METRIC_CONVENTIONS,
                    help="ours, or mixoe (MixOE's calculate_log rules, 10 equal-size runs)")
+    e.add_argument("--recalibrate-bn", action="store_true",
+                   help="diagnostic: recompute BatchNorm running statistics on ID training "
+                        "data before evaluating (batchnorm.py)")
     e.add_argument("--out", default=None, help="JSON file for the metrics (default beside the checkpoint)")
     d = sub.add_parser("data", help="where the data was found, what is missing; build-info, import-mixoe")
     d.add_argument("action", nargs="?", default="check",
@@ -114,7 +124,8 @@ def config_from_args(args) -> RunConfig:
         preset=args.preset, method=method, lc=getattr(args, "lc", False),
         alpha=getattr(args, "alpha", 1.0), beta=getattr(args, "beta", None),
         gamma=getattr(args, "gamma", 1.0), mix_op=getattr(args, "mix_op", "mixup"),
-        mix_layer=getattr(args, "mix_layer", None), batching=getattr(args, "batching", None),
+        mix_layer=getattr(args, "mix_layer", None), bn=getattr(args, "bn", None),
+        lc_mode=getattr(args, "lc_mode", "fixed"),
         id_forward=getattr(args, "id_forward", "shared"),
         mix_continue=getattr(args, "mix_continue", "all"),
         mix_noise=getattr(args, "mix_noise", "none"), noise_add=getattr(args, "noise_add", 0.4),
@@ -147,8 +158,9 @@ def cmd_evaluate(args) -> int:
         raise UserError(f"unknown score {args.score!r}; choose one of {', '.join(SCORES)}")
     m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,
                             data_root=args.data_root, device=resolve_device(args.device),
-                            aux_root=args.aux_root)
-    name = f"evaluate_{args.protocol}_{args.score}_{args.metric_convention}.json"
+                            aux_root=args.aux_root, recalibrate_bn=args.recalibrate_bn)
+    recal = "_recalibrated" if args.recalibrate_bn else ""
+    name = f"evaluate_{args.protocol}_{args.score}_{args.metric_convention}{recal}.json"
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
     atomic_write_json(out, m)
     print(json.dumps(m))

@@ -12,21 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from .batchnorm import BN_REGIMES, REFERENCE_FORWARD
 from .errors import UserError
 from .io import file_sha256
+from .losses import LC_MODES
 
 METHODS = ("baseline", "oe", "energy_oe", "mixoe", "logit_mixoe")
 MIX_OPS = ("mixup", "cutmix")
 MIX_LAYERS = ("input", "stem", "layer1", "layer2", "layer3", "layer4", "fc")
-BATCHINGS = ("separate", "joint")
 DEVICES = ("auto", "cpu", "cuda")
 SELECTS = ("best-val", "last")
 MIX_CONTINUES = ("all", "mixed")
 ID_FORWARDS = ("shared", "separate")
 MIX_NOISES = ("none", "additive", "multiplicative", "both")
-#: default forward batching of each method, as in its reference code (see methods.py)
-DEFAULT_BATCHING = {"baseline": "separate", "oe": "joint", "energy_oe": "joint",
-                    "mixoe": "separate", "logit_mixoe": "joint"}
+#: default BatchNorm regime of each method: its reference code's forwards (batchnorm.py)
+DEFAULT_BN = dict(REFERENCE_FORWARD)
 #: outlier batch = ratio x ID batch: MixOE's OE and Energy-OE draw twice the ID batch
 DEFAULT_AUX_RATIO = {"oe": 2, "energy_oe": 2}
 #: beta of the outlier term: MixOE's Energy-OE uses 0.1, every other method 1
@@ -41,12 +41,13 @@ class RunConfig:
     preset: str = "digits"
     method: str = "baseline"          # baseline (CE on ID), oe, mixoe, logit_mixoe
     lc: bool = False                  # add the logit-consistency term, eq. (15)-(16)
+    lc_mode: str = "fixed"            # L_LC: fixed (eq. 15) | outlier-share | stop-id | norm
     alpha: float = 1.0                # lambda ~ Beta(alpha, alpha)
     beta: Optional[float] = None      # weight of the outlier term, eqs. (9), (12), (14)
     gamma: float = 1.0                # weight of L_LC, eq. (16)
     mix_op: str = "mixup"             # input-space mixing: mixup or cutmix
     mix_layer: Optional[str] = None   # input | stem | layer1..layer4 | fc (None: method default)
-    batching: Optional[str] = None    # separate | joint forwards (None: method default)
+    bn: Optional[str] = None          # BatchNorm regime: separate | joint | id-stats (None: method default)
     mix_continue: str = "all"         # after a hidden-layer mix: all | mixed (feature_MixOE)
     id_forward: str = "shared"        # ID CE from the mixing forward, or a separate ID forward
     mix_noise: str = "none"           # post-mix noise: none | additive | multiplicative | both
@@ -82,8 +83,9 @@ class RunConfig:
         _choice("device", self.device, DEVICES)
         if self.mix_layer is not None:
             _choice("mix_layer", self.mix_layer, MIX_LAYERS)
-        if self.batching is not None:
-            _choice("batching", self.batching, BATCHINGS)
+        if self.bn is not None:
+            _choice("bn", self.bn, BN_REGIMES)
+        _choice("lc_mode", self.lc_mode, LC_MODES)
         if self.select is not None:
             _choice("select", self.select, SELECTS)
         _choice("mix_continue", self.mix_continue, MIX_CONTINUES)
@@ -118,6 +120,8 @@ class RunConfig:
     def _validate_combinations(self) -> None:
         if self.lc and self.method not in ("mixoe", "logit_mixoe"):
             raise UserError(f"--lc applies to mixoe and logit_mixoe, not to method {self.method!r}")
+        if self.lc_mode != "fixed" and not self.lc:
+            raise UserError(f"--lc-mode {self.lc_mode} shapes the L_LC term: add --lc")
         if self.method == "mixoe" and self.mix_layer not in (None, "input"):
             raise UserError(f"mixoe mixes inputs; mix_layer {self.mix_layer!r} needs "
                             "--method logit_mixoe (layer1..layer4 is the intermediate-layer extension)")
@@ -143,8 +147,8 @@ class RunConfig:
                 setattr(out, key, d[key])
         if out.num_workers is None:
             out.num_workers = preset.num_workers
-        if out.batching is None:
-            out.batching = DEFAULT_BATCHING[out.method]
+        if out.bn is None:
+            out.bn = DEFAULT_BN[out.method]
         if out.mix_layer is None:
             out.mix_layer = DEFAULT_MIX_LAYER.get(out.method, "input")
         if out.beta is None:
@@ -178,6 +182,8 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
+        if "batching" in d and "bn" not in d:      # checkpoints written before --bn
+            d = {**{k: v for k, v in d.items() if k != "batching"}, "bn": d["batching"]}
         unknown = sorted(set(d) - known)
         if unknown:
             raise UserError(f"unknown config field(s) {unknown}; known: {sorted(known)}")
@@ -191,6 +197,11 @@ class RunConfig:
         d = self.to_dict()
         for key in ("data_root", "device", "num_workers", "init", "weights"):
             d.pop(key)
+        # names of runs made before --bn / --lc-mode stay valid: the regime keeps its old
+        # key, and the default L_LC adds nothing
+        d["batching"] = d.pop("bn")
+        if d["lc_mode"] == "fixed":
+            d.pop("lc_mode")
         if d["aux_exclude"] not in ("mixoe", "none") and Path(d["aux_exclude"]).is_file():
             d["aux_exclude"] = "sha256:" + file_sha256(d["aux_exclude"])   # content, not path
         return d

@@ -18,14 +18,18 @@ __all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint"]
 
 def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp",
                         convention: str = "ours", data_root=None, device="cpu",
-                        cache_dir=None, aux_root=None) -> dict:
-    """One metrics row: accuracy (%) on the protocol's ID images, AUROC/FPR95/AUPR-in."""
+                        cache_dir=None, aux_root=None, recalibrate_bn: bool = False) -> dict:
+    """One metrics row: accuracy (%) on the protocol's ID images, AUROC/FPR95/AUPR-in.
+    ``recalibrate_bn``: BatchNorm running statistics recomputed on ID training data first
+    (batchnorm.recalibrate, a diagnostic)."""
     from .extract import extract
     id_part, ood_part = protocol_parts(protocol)
     res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part),
-                        data_root=data_root, device=device, aux_root=aux_root, with_meta=True)
+                        data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
+                        recalibrate_bn=recalibrate_bn)
     idt, ood = res[id_part], res[ood_part]
     return {"checkpoint": str(Path(checkpoint)), "protocol": protocol, "score": score,
+            "recalibrate_bn": bool(recalibrate_bn),
             "weights": meta.get("weights"), "config": meta.get("config"),
             "accuracy": accuracy(idt["logits"], idt["labels"]),
             "n_id": int(len(idt["labels"])), "n_ood": int(len(ood["labels"])),

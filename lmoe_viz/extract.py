@@ -47,21 +47,28 @@ def predict(model, dataset, device="cpu", batch_size: int = 256, num_workers: in
     return {k: torch.cat(v).numpy()[:limit] for k, v in out.items()}
 
 
-def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inputs=None) -> str:
-    """The cache entry of one extraction: the checkpoint's content, what was extracted, and
-    ``inputs`` (the content hash of the info files the parts read, data/protocols.py)."""
-    return dict_hash({"ckpt": ckpt_sha, "preset": preset, "split": split,
-                      "parts": sorted(parts), "data_root": str(data_root or ""), "inputs": inputs})
+def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inputs=None,
+              recalibrate_bn: bool = False) -> str:
+    """The cache entry of one extraction: the checkpoint's content, what was extracted,
+    ``inputs`` (the content hash of the info files the parts read, data/protocols.py) and
+    whether BatchNorm was recalibrated first."""
+    key = {"ckpt": ckpt_sha, "preset": preset, "split": split, "parts": sorted(parts),
+           "data_root": str(data_root or ""), "inputs": inputs}
+    if recalibrate_bn:
+        key["recalibrate_bn"] = True
+    return dict_hash(key)
 
 
 def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root=None,
             device="cpu", aux_limit: int = 2000, refresh: bool = False, aux_root=None,
-            with_meta: bool = False):
+            with_meta: bool = False, recalibrate_bn: bool = False):
     """``{part: {logits, features, labels, ids}}`` for a checkpoint, cached on disk.
 
     ``cache_dir`` defaults to ``<checkpoint folder>/logits``. ``aux`` is capped at
     ``aux_limit`` samples (the outlier set can be millions of images). ``with_meta``
     returns ``(result, meta)``, meta being the checkpoint's config and initial weights.
+    ``recalibrate_bn`` recomputes BatchNorm's running statistics on the ID training images
+    before extracting (batchnorm.recalibrate; cached under its own key).
     """
     from .config import RunConfig
     from .data import build_splits
@@ -80,7 +87,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     meta_out = {"config": ckpt["config"], "weights": ckpt.get("weights")}
     cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
     key = cache_key(sha, cfg.preset, cfg.split, parts, cfg.data_root,
-                    inputs_digest(cfg, parts))
+                    inputs_digest(cfg, parts), recalibrate_bn)
     npz, meta_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
     if not refresh and npz.is_file() and meta_path.is_file():
         try:
@@ -94,6 +101,10 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     splits = build_splits(cfg)
     datasets = {p: part_dataset(p, splits, cfg) for p in parts}
     model = model_from_checkpoint(ckpt).to(device)
+    if recalibrate_bn:
+        from .batchnorm import recalibrate
+        recalibrate(model, splits.id_train, device, batch_size=cfg.batch_size or 128,
+                    seed=cfg.seed)
     result = {p: predict(model, datasets[p], device, limit=aux_limit if p == "aux" else None)
               for p in parts}
     flat = {f"{p}/{k}": v for p, d in result.items() for k, v in d.items()}
@@ -103,6 +114,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
                                   "id_classes": ckpt.get("id_classes"),
                                   "ood_classes": ckpt.get("ood_classes"),
                                   "weights": ckpt.get("weights"),
+                                  "recalibrate_bn": bool(recalibrate_bn),
                                   "sizes": {p: len(d["labels"]) for p, d in result.items()}})
     return (result, meta_out) if with_meta else result
 

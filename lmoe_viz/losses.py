@@ -73,12 +73,40 @@ def logit_mix(z_in, z_out, lam) -> torch.Tensor:
     return lam * _t(z_in) + (1 - lam) * _t(z_out)
 
 
-def logit_consistency(z_of_mixed_input, z_in, z_out, lam) -> torch.Tensor:
-    """L_LC = || f(x~) - (lam f(x_in) + (1 - lam) f(x_out)) ||^2, eq. (15), with LogitMix's
-    normalisation (eq. (7)): squared error summed over the K classes divided by K, averaged
-    over the batch, i.e. the mean over all elements."""
+#: L_LC variants (``--lc-mode``): eq. (15) and three adaptive forms (claim 5)
+LC_MODES = ("fixed", "outlier-share", "stop-id", "norm")
+
+
+def logit_consistency(z_of_mixed_input, z_in, z_out, lam, mode: str = "fixed") -> torch.Tensor:
+    """L_LC between f(x~) and the mixed logits t = lam f(x_in) + (1 - lam) f(x_out).
+
+    ``fixed``, eq. (15) with LogitMix's normalisation (eq. (7)):
+        L = 1/(B K) sum_i || f(x~_i) - t_i ||^2   (squared error averaged over all elements).
+    The adaptive variants (claim 5: suppress OOD logits without eroding the class
+    structure of ID logits):
+
+    ``outlier-share``  L = (1 - lam) * L_fixed. The step's weight is the outlier share of
+        x~: a mostly-ID mix (lam near 1) barely constrains the ID logits, a mostly-outlier
+        mix gets the full term. (E[1 - lam] = 1/2 under Beta(alpha, alpha).)
+    ``stop-id``  L_fixed with t = lam sg(f(x_in)) + (1 - lam) f(x_out), sg = stop-gradient:
+        the ID logits are a fixed target, so consistency cannot pull them towards the
+        outliers' (or shrink them); f(x~) and f(x_out) still receive gradients.
+    ``norm``  L = 1/(B K) sum_i (||f(x~_i)|| - ||t_i||)^2: consistency of the logit norm
+        only, the component that carries OOD-ness (Fig. 3), leaving the direction (class
+        structure) free. By the reverse triangle inequality it is <= L_fixed.
+    """
+    z_x = _t(z_of_mixed_input).float()
+    z_in, z_out = _t(z_in).float(), _t(z_out).float()
+    if mode not in LC_MODES:
+        raise ValueError(f"unknown lc_mode {mode!r}; choose one of {', '.join(LC_MODES)}")
+    if mode == "stop-id":
+        z_in = z_in.detach()
     target = logit_mix(z_in, z_out, lam)
-    return F.mse_loss(_t(z_of_mixed_input).float(), target.float())
+    if mode == "norm":
+        gap = z_x.norm(dim=-1) - target.norm(dim=-1)
+        return (gap ** 2).mean() / z_x.shape[-1]
+    loss = F.mse_loss(z_x, target)
+    return (1 - lam) * loss if mode == "outlier-share" else loss
 
 
 def energy_margin_loss(z_in, z_out, m_in: float = -13.0, m_out: float = -6.0) -> torch.Tensor:

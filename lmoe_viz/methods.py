@@ -39,14 +39,14 @@ reproduces the first author's code. Outliers: MixOE's OE and Energy-OE draw an o
 batch twice the ID batch (``aux_ratio`` 2); mixing methods use the first
 ``len(x_in)`` outliers.
 
-Forward batching (``batching``), a choice with a BatchNorm consequence:
+Forwards and BatchNorm (``bn``, batchnorm.py): ``separate`` runs one forward per batch
+(ID, mixed, outliers: MixOE's code), ``joint`` one forward of every input of the step
+concatenated (LogitMix's code; with ``id_forward=separate`` the ID-only batch joins it
+too), ``id-stats`` the method's reference forwards with running statistics moved by the
+ID rows alone. The first batch of each forward list is the step's ID batch.
 
-* ``separate`` (MixOE's code): one forward per batch (ID, mixed, outliers). BatchNorm
-  normalises each with its own batch statistics, and its running statistics are updated
-  once per forward, so their momentum acts two or three times per step.
-* ``joint`` (Logit MixOE's public code): ID, outliers (and mixed inputs) concatenated in
-  one forward. BatchNorm statistics are shared by ID and outlier samples in the batch,
-  and running statistics are updated once per step.
+L_LC (``lc_mode``, losses.py): ``fixed`` is eq. (15); ``outlier-share``, ``stop-id`` and
+``norm`` are the adaptive variants of claim 5.
 """
 from __future__ import annotations
 
@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from . import losses as L
+from .batchnorm import joint_forward, running_stats_from
 
 
 def draw_mix(rng: np.random.Generator, alpha: float, mix_op: str, height: int, width: int):
@@ -63,12 +64,22 @@ def draw_mix(rng: np.random.Generator, alpha: float, mix_op: str, height: int, w
     return lam, box
 
 
-def _forward(fn, xs: list, joint: bool) -> list:
-    """Apply ``fn`` to each tensor of ``xs``, concatenated in one call or one call each."""
-    if not joint:
-        return [fn(x) for x in xs]
-    out = fn(torch.cat(xs))
-    return list(torch.split(out, [len(x) for x in xs]))
+def _forward(model, fn, xs: list, cfg, id_first: bool = True) -> list:
+    """Apply ``fn`` (a pass through ``model``) to each tensor of ``xs``: concatenated in
+    one call when the regime is joint, one call each otherwise (batchnorm.py). Under
+    ``id-stats`` only the rows of ``xs[0]``, the step's ID batch when ``id_first``, move
+    BatchNorm's running statistics."""
+    id_only = cfg.bn == "id-stats"
+    if joint_forward(cfg.method, cfg.bn):
+        rows = (len(xs[0]) if id_first else 0) if id_only else None
+        with running_stats_from(model, rows):
+            out = fn(torch.cat(xs))
+        return list(torch.split(out, [len(x) for x in xs]))
+    outs = []
+    for i, x in enumerate(xs):
+        with running_stats_from(model, (None if i == 0 and id_first else 0) if id_only else None):
+            outs.append(fn(x))
+    return outs
 
 
 def _ce_id(z_in, y, k):
@@ -83,13 +94,13 @@ def _input_mix(cfg, xi, xo, lam, box):
 
 
 def baseline(model, cfg, k, x_in, y, x_out, lam, box):
-    loss = _ce_id(model(x_in), y, k)
+    loss = _ce_id(_forward(model, model, [x_in], cfg)[0], y, k)
     return loss, {"ce_id": loss}
 
 
 def oe(model, cfg, k, x_in, y, x_out, lam, box):
     """Eq. (9): CE on ID plus beta CE(f(x_out), u); MixOE's OE: outlier batch 2x ID."""
-    z_in, z_out = _forward(model, [x_in, x_out], cfg.batching == "joint")
+    z_in, z_out = _forward(model, model, [x_in, x_out], cfg)
     ce_id = _ce_id(z_in, y, k)
     ce_out = L.soft_cross_entropy(z_out, L.uniform_targets(len(z_out), k, z_out.device))
     return ce_id + cfg.beta * ce_out, {"ce_id": ce_id, "ce_out": ce_out}
@@ -99,7 +110,7 @@ def energy_oe(model, cfg, k, x_in, y, x_out, lam, box):
     """MixOE's Energy-OE baseline (Liu et al., 2020): CE on ID plus
     beta [mean relu(E(x_in) - m_in)^2 + mean relu(m_out - E(x_out))^2],
     E(x) = -logsumexp f(x); beta 0.1, m_in -13, m_out -6 by default."""
-    z_in, z_out = _forward(model, [x_in, x_out], cfg.batching == "joint")
+    z_in, z_out = _forward(model, model, [x_in, x_out], cfg)
     ce_id = _ce_id(z_in, y, k)
     reg = L.energy_margin_loss(z_in, z_out, cfg.m_in, cfg.m_out)
     return ce_id + cfg.beta * reg, {"ce_id": ce_id, "energy_reg": reg}
@@ -110,7 +121,7 @@ def mixoe(model, cfg, k, x_in, y, x_out, lam, box):
     n = min(len(x_in), len(x_out))
     xo = x_out[:n]
     x_mix, lam = _input_mix(cfg, x_in[:n], xo, lam, box)
-    outs = _forward(model, [x_in, x_mix] + ([xo] if cfg.lc else []), cfg.batching == "joint")
+    outs = _forward(model, model, [x_in, x_mix] + ([xo] if cfg.lc else []), cfg)
     z_in, z_mix = outs[0], outs[1]
     return _mix_terms(cfg, k, y, z_in, z_mix, lam, z_mix, outs[2] if cfg.lc else None, n)
 
@@ -130,31 +141,37 @@ def _noise(cfg, h):
 def logit_mixoe(model, cfg, k, x_in, y, x_out, lam, box):
     """Eqs. (13)-(14) at ``mix_layer`` (+ gamma L_LC), with feature_MixOE's options.
 
-    Under ``joint`` batching, x~ of L_LC runs in the same forward as the ID and outlier
-    inputs (LogitMix computes f(x) and f(x~) in one forward), and whatever continues after
-    a hidden-layer mix continues in one forward too."""
-    joint, layer = cfg.batching == "joint", cfg.mix_layer
+    Named batches: ``id`` (the ID-only forward of ``id_forward=separate``), ``in`` (the
+    ID half of the mixing forward), ``out``, ``x`` (x~ of L_LC) and ``mix`` (the mixed
+    features). Under a joint regime all of them run in one forward up to ``mix_layer``
+    and whatever continues after a hidden-layer mix continues in one forward too (LogitMix
+    computes f(x) and f(x~) in one forward)."""
+    layer = cfg.mix_layer
     n = min(len(x_in), len(x_out))
     xi, xo = x_in[:n], x_out[:n]
     x_mix = None
     if cfg.mix_op == "cutmix" or cfg.lc:     # the box's lambda is used with or without L_LC
         x_mix, lam = _input_mix(cfg, xi, xo, lam, box)
     separate_id = cfg.id_forward == "separate"
-    z_in = model(x_in) if separate_id else None
-    xs = [xi if separate_id else x_in, xo] + ([x_mix] if cfg.lc else [])
-    hs = _forward(lambda x: model(x, stop=layer), xs, joint)
-    h_mix = _noise(cfg, L.logit_mix(hs[0][:n], hs[1], lam))
-    feats = {"in": hs[0], "out": hs[1], "mix": h_mix, **({"x": hs[2]} if cfg.lc else {})}
+    inputs = {"id": x_in, "in": xi if separate_id else x_in, "out": xo, "x": x_mix}
+    names = (["id"] if separate_id else []) + ["in", "out"] + (["x"] if cfg.lc else [])
+    hs = dict(zip(names, _forward(model, lambda x: model(x, stop=layer),
+                                  [inputs[m] for m in names], cfg)))
+    mixed = _noise(cfg, L.logit_mix(hs["in"][:n], hs["out"], lam))
+    feats = {m: hs[m] for m in names if m != "x"}
+    feats["mix"] = mixed
+    if cfg.lc:
+        feats["x"] = hs["x"]
     if layer == "fc":
         z = feats
     else:               # continue what the loss needs: the mixed half at least
-        keep = [name for name in feats if cfg.mix_continue == "all" or name == "mix"
-                or (cfg.lc and name in ("out", "x"))]
-        z = dict(zip(keep, _forward(lambda h: model(h, start=layer), [feats[m] for m in keep],
-                                    joint)))
-    z_in = z["in"] if z_in is None else z_in
-    z_out, z_mix, z_x = z.get("out"), z["mix"], z.get("x")
-    return _mix_terms(cfg, k, y, z_in, z_mix, lam, z_x, z_out, n)
+        keep = [m for m in feats if cfg.mix_continue == "all" or m in ("id", "mix")
+                or (cfg.lc and m in ("out", "x"))]
+        z = dict(zip(keep, _forward(model, lambda h: model(h, start=layer),
+                                    [feats[m] for m in keep], cfg,
+                                    id_first=keep[0] in ("id", "in"))))
+    z_in = z["id"] if separate_id else z["in"]
+    return _mix_terms(cfg, k, y, z_in, z["mix"], lam, z.get("x"), z.get("out"), n)
 
 
 def _mix_terms(cfg, k, y, z_in, z_mix, lam, z_mixed_input, z_out, n):
@@ -164,7 +181,7 @@ def _mix_terms(cfg, k, y, z_in, z_mix, lam, z_mixed_input, z_out, n):
     loss = ce_id + cfg.beta * ce_mix
     terms = {"ce_id": ce_id, "ce_mix": ce_mix, "lam": float(lam)}
     if cfg.lc:
-        lc = L.logit_consistency(z_mixed_input, z_in[:n], z_out, lam)
+        lc = L.logit_consistency(z_mixed_input, z_in[:n], z_out, lam, cfg.lc_mode)
         loss = loss + cfg.gamma * lc
         terms["lc"] = lc
     return loss, terms

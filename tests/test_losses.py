@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from lmoe_viz import losses as L
+from lmoe_viz.errors import UserError
 
 
 def test_soft_cross_entropy_hand_computed():
@@ -61,3 +62,57 @@ def test_mixup_and_cutmix():
         top, left, bottom, right = L.cutmix_box(lam0, 32, 32, rng)
         assert 0 <= top <= bottom <= 32 and 0 <= left <= right <= 32
         assert (bottom - top) * (right - left) <= (1 - lam0) * 32 * 32 + 64
+
+
+def _lc_case():
+    g = torch.Generator().manual_seed(0)
+    z_x, z_in, z_out = (torch.randn(5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    return z_x, z_in, z_out, 0.3
+
+
+def test_lc_modes_match_their_equations_computed_in_numpy():
+    z_x, z_in, z_out, lam = _lc_case()
+    a, b, c = z_x.numpy(), z_in.numpy(), z_out.numpy()
+    t = lam * b + (1 - lam) * c
+    fixed = ((a - t) ** 2).sum(1).mean() / 4
+    norm = ((np.linalg.norm(a, axis=1) - np.linalg.norm(t, axis=1)) ** 2).mean() / 4
+    got = {m: L.logit_consistency(z_x, z_in, z_out, lam, m).item() for m in L.LC_MODES}
+    assert got["fixed"] == pytest.approx(fixed, rel=1e-6)
+    assert got["outlier-share"] == pytest.approx(0.7 * fixed, rel=1e-6)
+    assert got["stop-id"] == pytest.approx(fixed, rel=1e-6)   # same value, other gradients
+    assert got["norm"] == pytest.approx(norm, rel=1e-6)
+    assert got["norm"] <= got["fixed"]                        # reverse triangle inequality
+
+
+def test_lc_stop_id_sends_no_gradient_to_the_id_logits():
+    z_x, z_in, z_out, lam = (t.requires_grad_() if torch.is_tensor(t) else t for t in _lc_case())
+    L.logit_consistency(z_x, z_in, z_out, lam, "stop-id").backward()
+    assert z_in.grad is None and z_out.grad.abs().sum() > 0 and z_x.grad.abs().sum() > 0
+    z_x2, z_in2, z_out2, _ = (t.requires_grad_() if torch.is_tensor(t) else t for t in _lc_case())
+    L.logit_consistency(z_x2, z_in2, z_out2, lam, "fixed").backward()
+    assert z_in2.grad.abs().sum() > 0
+    # the part of the gradient f(x~) receives is the same in both
+    assert torch.allclose(z_x.grad, z_x2.grad)
+
+
+def test_lc_norm_ignores_the_direction_of_the_logits():
+    """Rotating f(x~) within its norm leaves the norm variant at 0, not the fixed one."""
+    z_in, z_out, lam = torch.tensor([[3.0, 0.0]]), torch.tensor([[1.0, 0.0]]), 0.5
+    z_x = torch.tensor([[0.0, 2.0]])       # same norm as the target (2, 0), orthogonal
+    assert L.logit_consistency(z_x, z_in, z_out, lam, "norm").item() == pytest.approx(0.0)
+    assert L.logit_consistency(z_x, z_in, z_out, lam, "fixed").item() == pytest.approx(4.0)
+
+
+def test_lc_mode_reaches_the_objective():
+    from lmoe_viz.config import RunConfig
+    from lmoe_viz.methods import objective
+    from lmoe_viz.models import SmallResNet
+    torch.manual_seed(0)
+    model = SmallResNet(3).eval()
+    x, y, xo = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]), torch.randn(4, 1, 8, 8)
+    lcs = {m: objective(model, RunConfig(method="logit_mixoe", lc=True, lc_mode=m).resolved(),
+                        3, x, y, xo, 0.25)[1]["lc"] for m in L.LC_MODES}
+    assert lcs["outlier-share"] == pytest.approx(0.75 * lcs["fixed"], rel=1e-5)
+    assert lcs["norm"] < lcs["fixed"]
+    with pytest.raises(UserError, match="--lc-mode norm shapes the L_LC term: add --lc"):
+        RunConfig(method="mixoe", lc_mode="norm").validate()

@@ -20,7 +20,7 @@ def test_every_method_gives_finite_loss_and_gradients(method, lc, layer, batchin
     torch.manual_seed(0)
     model = SmallResNet(4)
     cfg = RunConfig(method=method, lc=lc, mix_layer=None if layer == "input" and method != "mixoe" else layer,
-                    batching=batching, mix_op=mix_op).resolved()
+                    bn=batching, mix_op=mix_op).resolved()
     x, y, xo = torch.randn(6, 1, 8, 8), torch.randint(0, 4, (6,)), torch.randn(6, 1, 8, 8)
     lam, box = draw_mix(np.random.default_rng(0), 1.0, mix_op, 8, 8)
     loss, terms = objective(model, cfg, 4, x, y, xo, lam, box)
@@ -43,7 +43,7 @@ def test_logit_mixoe_matches_equations_by_hand():
                 + 2.0 * L.logit_consistency(z_x, z_in, z_out, lam))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     # separate and joint batching agree in eval mode
-    cfg.batching = "separate"
+    cfg.bn = "separate"
     assert objective(model, cfg, 3, x, y, xo, lam)[0].item() == pytest.approx(loss.item(), rel=1e-5)
 
 
@@ -165,7 +165,19 @@ def test_joint_batching_runs_every_input_of_the_step_in_one_forward(method, batc
     model = SmallResNet(3).train()
     seen = []
     model.stem.register_forward_hook(lambda mod, inp, out: seen.append(len(inp[0])))
-    cfg = RunConfig(method=method, lc=True, batching=batching).resolved()
+    cfg = RunConfig(method=method, lc=True, bn=batching).resolved()
     x, y, xo = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]), torch.randn(4, 1, 8, 8)
     objective(model, cfg, 3, x, y, xo, 0.5)
     assert len(seen) == calls and sum(seen) == 12
+
+
+def test_joint_includes_the_separate_id_forward_of_feature_mixoe():
+    """--id-forward separate under joint: the ID-only batch joins the one forward."""
+    model = SmallResNet(3).train()
+    seen = []
+    model.stem.register_forward_hook(lambda mod, inp, out: seen.append(len(inp[0])))
+    cfg = RunConfig(method="logit_mixoe", lc=True, bn="joint", id_forward="separate",
+                    mix_continue="mixed", mix_layer="layer2").resolved()
+    x, y, xo = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]), torch.randn(4, 1, 8, 8)
+    objective(model, cfg, 3, x, y, xo, 0.5)
+    assert seen == [16]

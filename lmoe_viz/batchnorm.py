@@ -1,0 +1,132 @@
+"""BatchNorm regimes of a training step (``--bn``) and the ``--recalibrate-bn`` diagnostic.
+
+BatchNorm does two things in train mode: it normalises each forward's batch with that
+batch's statistics, and it moves its running statistics (what evaluation uses) towards
+them with momentum m (0.1). Which samples share a forward, and which forwards move the
+running statistics, is the regime. It changes what a model does at test time, so a
+comparison between methods is fair only under one regime, named in every row.
+
+==========  ===========================================  =====================================
+``--bn``    batch statistics during training             running statistics (evaluation)
+==========  ===========================================  =====================================
+separate    one forward per batch (ID, mixed, outliers),  updated by every forward: momentum
+            each normalised by its own statistics        acts 2-3 times a step, on outlier
+            (MixOE's code; default of MixOE)             and mixed batches as much as on ID
+joint       one forward of all inputs of the step        updated once a step from all rows
+            concatenated (ID, outliers, mixed): shared   (ID, outliers and mixed inputs
+            statistics (LogitMix's code; default of      together)
+            OE, Energy-OE and Logit MixOE)
+id-stats    as the method's reference forwards           updated once a step from the ID
+            (``REFERENCE_FORWARD``: MixOE separate,      rows only: r <- (1 - m) r + m s(ID),
+            OE and Logit MixOE joint)                    s = mean and unbiased variance of the
+                                                         ID rows; evaluation uses ID statistics
+==========  ===========================================  =====================================
+
+The defaults are the reference codes' (faithful reproduction); ``id-stats`` is the regime
+the Fashion-MNIST study uses for every row (study.py). ``recalibrate`` recomputes the
+running statistics of a trained model on ID training data (a cumulative average over one
+pass, train-mode forwards without gradients): evaluated before and after, it shows how
+much of a difference between two models is their BatchNorm statistics.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+BN_REGIMES = ("separate", "joint", "id-stats")
+#: the forward structure of each method in its reference code (methods.py)
+REFERENCE_FORWARD = {"baseline": "separate", "oe": "joint", "energy_oe": "joint",
+                     "mixoe": "separate", "logit_mixoe": "joint"}
+
+
+def joint_forward(method: str, bn: str) -> bool:
+    """Whether the step's inputs go through one concatenated forward under ``bn``."""
+    return bn == "joint" or (bn == "id-stats" and REFERENCE_FORWARD[method] == "joint")
+
+
+def _bn_layers(model: nn.Module) -> list:
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+@contextlib.contextmanager
+def running_stats_from(model: nn.Module, rows: int | None):
+    """Within the block, train-mode BatchNorm layers of ``model`` update their running
+    statistics from the first ``rows`` rows of their input only (0: no update; ``None``:
+    PyTorch's own update from the whole batch). Normalisation is unchanged: each layer
+    still uses the statistics of its whole input batch."""
+    if rows is None:
+        yield
+        return
+    handles = []
+    for layer in _bn_layers(model):
+        handles.append(layer.register_forward_pre_hook(_freeze(rows)))
+        handles.append(layer.register_forward_hook(_update_from_rows(rows)))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def _freeze(rows: int):
+    def hook(layer, inputs):
+        if layer.training:   # PyTorch's update with momentum 0 leaves the statistics as they are
+            layer._lmoe_saved = (layer.momentum, int(layer.num_batches_tracked))
+            layer.momentum = 0.0
+    return hook
+
+
+def _update_from_rows(rows: int):
+    def hook(layer, inputs, output):
+        if not layer.training or not hasattr(layer, "_lmoe_saved"):
+            return
+        momentum, tracked = layer._lmoe_saved
+        del layer._lmoe_saved
+        layer.momentum = momentum
+        layer.num_batches_tracked.fill_(tracked)
+        if rows <= 0:
+            return
+        x = inputs[0][:rows].detach().float()
+        dims = [0] + list(range(2, x.dim()))
+        n = x.numel() // x.shape[1]
+        mean = x.mean(dims)
+        var = x.var(dims, correction=1 if n > 1 else 0)
+        layer.num_batches_tracked.add_(1)
+        m = momentum if momentum is not None else 1.0 / float(layer.num_batches_tracked)
+        with torch.no_grad():
+            layer.running_mean.mul_(1 - m).add_(mean.to(layer.running_mean.dtype), alpha=m)
+            layer.running_var.mul_(1 - m).add_(var.to(layer.running_var.dtype), alpha=m)
+    return hook
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, dataset, device, batch_size: int = 128, seed: int = 0) -> int:
+    """Recompute every BatchNorm layer's running statistics on ``dataset`` (ID training
+    images, as the training loader gives them): reset, then one pass in train mode with a
+    cumulative average (momentum None), in a seeded order. Returns the number of batches.
+    The RNG states of the caller are left as they were."""
+    from torch.utils.data import DataLoader
+    layers = _bn_layers(model)
+    if not layers:
+        return 0
+    was_training = model.training
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+    model.train()
+    batches = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                            generator=torch.Generator().manual_seed(seed))
+        for x, *_ in loader:
+            model(x.to(device))
+            batches += 1
+    for layer, m in zip(layers, momenta):
+        layer.momentum = m
+    model.train(was_training)
+    return batches
