@@ -25,18 +25,26 @@ FIGURE_MODELS = (("baseline", False), ("mixoe", False), ("logit_mixoe", False),
                  ("mixoe", True), ("logit_mixoe", True))
 
 
-def model_label(method: str, lc: bool = False) -> str:
+def model_label(method: str, lc: bool = False, lc_mode: str = "fixed") -> str:
+    """The paper's names; an adaptive L_LC adds its mode: ``Logit MixOE w/ L_LC (norm)``."""
     names = {"baseline": "Pretrained", "oe": "OE", "energy_oe": "Energy-OE", "mixoe": "MixOE",
              "logit_mixoe": "Logit MixOE"}
-    return names[method] + (" w/ L_LC" if lc else "")
+    if not lc:
+        return names[method]
+    return names[method] + " w/ L_LC" + ("" if lc_mode == "fixed" else f" ({lc_mode})")
 
 
-def cell_name(method: str, lc: bool, alpha: float, seed: int) -> str:
+def cell_name(method: str, lc: bool, alpha: float, seed: int, lc_mode: str = "fixed",
+              bn: str | None = None) -> str:
+    """Run folder name of a grid cell; ``_lc-<mode>`` for an adaptive L_LC and ``_bn-<regime>``
+    when the grid names a BatchNorm regime (none: each method's reference default)."""
     if method == "baseline":
         return PRETRAINED
-    if method == "oe":
-        return f"oe_s{seed}"
-    return f"{method}{'_lc' if lc else ''}_a{alpha:g}_s{seed}"
+    tail = f"_s{seed}" + (f"_bn-{bn}" if bn else "")
+    if method in ("oe", "energy_oe"):
+        return f"{method}{tail}"
+    lc_part = ("_lc" if lc_mode == "fixed" else f"_lc-{lc_mode}") if lc else ""
+    return f"{method}{lc_part}_a{alpha:g}{tail}"
 
 
 @dataclasses.dataclass
@@ -54,29 +62,39 @@ class Grid:
     device: str = "auto"
     split: int = 0
     limit_batches: int | None = None
+    bn: str | None = None              # one BatchNorm regime for every cell (None: method defaults)
+    lc_modes: tuple = ("fixed",)       # the L_LC variants of the cells with L_LC
 
     def base(self, **kw) -> RunConfig:
         return RunConfig(preset=self.preset, data_root=self.data_root, device=self.device,
                          split=self.split, limit_batches=self.limit_batches, **kw)
 
+    def finetune_config(self, method: str, seed: int, lc: bool = False, alpha: float = 1.0,
+                        lc_mode: str = "fixed") -> RunConfig:
+        init = str(Path(self.runs_dir) / PRETRAINED / "checkpoint.pt")
+        kw = {} if method in ("oe", "energy_oe") else {"lc": lc, "alpha": float(alpha),
+                                                         "lc_mode": lc_mode}
+        return self.base(method=method, seed=seed, epochs=self.finetune_epochs, init=init,
+                         bn=self.bn, **kw)
+
     def pretrain_config(self) -> RunConfig:
         return self.base(method="baseline", epochs=self.pretrain_epochs, seed=0)
 
     def cells(self) -> list[RunConfig]:
-        init = str(Path(self.runs_dir) / PRETRAINED / "checkpoint.pt")
         out = []
         for seed in self.seeds:
             if self.include_oe:
-                out.append(self.base(method="oe", epochs=self.finetune_epochs, seed=seed, init=init))
+                out.append(self.finetune_config("oe", seed))
             for alpha in self.alphas:
                 for method in self.methods:
                     for lc in self.lcs:
-                        out.append(self.base(method=method, lc=lc, alpha=float(alpha), seed=seed,
-                                             epochs=self.finetune_epochs, init=init))
+                        for mode in (self.lc_modes if lc else ("fixed",)):
+                            out.append(self.finetune_config(method, seed, lc, alpha, mode))
         return out
 
     def run_dir(self, cfg: RunConfig) -> Path:
-        return Path(self.runs_dir) / cell_name(cfg.method, cfg.lc, cfg.alpha, cfg.seed)
+        return Path(self.runs_dir) / cell_name(cfg.method, cfg.lc, cfg.alpha, cfg.seed,
+                                               cfg.lc_mode, cfg.bn)
 
     def run(self, progress: bool = True) -> pd.DataFrame:
         """Train what is missing (pretraining first), return the results table."""
@@ -93,37 +111,42 @@ class Grid:
         """{label: run folder} of the five models of Figs. 3-4 at ``alpha`` (trained if missing)."""
         from .train import train
         train(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED, progress=False)
-        init = str(Path(self.runs_dir) / PRETRAINED / "checkpoint.pt")
         runs = {}
         for method, lc in FIGURE_MODELS:
             if method == "baseline":
                 runs[model_label(method)] = Path(self.runs_dir) / PRETRAINED
                 continue
-            cfg = self.base(method=method, lc=lc, alpha=float(alpha), seed=seed,
-                            epochs=self.finetune_epochs, init=init)
+            cfg = self.finetune_config(method, seed, lc, alpha)
             train(cfg, self.run_dir(cfg), progress=False)
             runs[model_label(method, lc)] = self.run_dir(cfg)
         return runs
 
 
 def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
-                  score: str = "msp", data_root=None, device="cpu") -> pd.DataFrame:
+                  score: str = "msp", data_root=None, device="cpu",
+                  recalibrate_bn: bool = False) -> pd.DataFrame:
     """One row per finished run under ``runs_dir``, under a named protocol, score and
     metric convention (evaluation.py). ``holdout``/``ours``/``msp`` is what training
-    records in metrics.json; any other combination is computed from cached logits."""
+    records in metrics.json; any other combination, or ``recalibrate_bn`` (BatchNorm
+    statistics recomputed on ID training data, a diagnostic), is computed from cached
+    logits. Rows carry the run's BatchNorm regime (``bn``) and L_LC mode."""
     rows = []
     for path in sorted(Path(runs_dir).glob("*/metrics.json")):
         m = json.loads(path.read_text())
         if not m.get("finished"):
             continue
-        if (protocol, convention, score) != ("holdout", "ours", "msp"):
+        if (protocol, convention, score, recalibrate_bn) != ("holdout", "ours", "msp", False):
             from .evaluation import evaluate_checkpoint
             m = {**m, **evaluate_checkpoint(path.parent / "checkpoint.pt", protocol, score,
-                                            convention, data_root=data_root, device=device)}
+                                            convention, data_root=data_root, device=device,
+                                            recalibrate_bn=recalibrate_bn)}
         c = m["config"]
+        lc_mode = c.get("lc_mode", "fixed")
         rows.append({"run": path.parent.name, "method": c["method"], "lc": bool(c["lc"]),
+                     "lc_mode": lc_mode if c["lc"] else "",
+                     "bn": c.get("bn", c.get("batching")), "recalibrate_bn": recalibrate_bn,
                      "alpha": c["alpha"] if c["method"] in ("mixoe", "logit_mixoe") else np.nan,
-                     "seed": c["seed"], "model": model_label(c["method"], c["lc"]),
+                     "seed": c["seed"], "model": model_label(c["method"], c["lc"], lc_mode),
                      "protocol": protocol, "score": score, "metric_convention": convention,
                      "weights": _weights_label(m.get("weights")),
                      "accuracy": m["accuracy"], "auroc": m["auroc"], "fpr95": m["fpr95"],
@@ -142,9 +165,10 @@ def _weights_label(rec) -> str:
 
 
 def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (alpha, method, lc), baselines first (Table I layout)."""
+    """Mean and std over seeds per (alpha, method, lc), baselines first (Table I layout);
+    runs of another L_LC mode or BatchNorm regime are rows of their own."""
     keys = ["alpha", "method", "lc", "model"]
-    keys += [k for k in ("protocol", "score", "metric_convention") if k in df]
+    keys += [k for k in ("lc_mode", "bn", "protocol", "score", "metric_convention") if k in df]
     g = df.fillna({"alpha": -1}).groupby(keys, sort=False)
     out = g[["accuracy", "auroc", "fpr95"]].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]

@@ -33,6 +33,9 @@ class Splits:
     ood_classes: list
     info: dict = field(default_factory=dict)  # where each part was found
     id_val: Dataset | None = None             # ID classes of val.txt (paper presets)
+    #: embedded presets: n -> n photo crops drawn apart from the training outliers (another
+    #: seed, the same normalisation), the far-OOD set of the ``paper`` protocol
+    far_ood: Callable | None = None
 
     @property
     def num_classes(self) -> int:
@@ -61,6 +64,10 @@ class Preset:
     build: Callable                # (cfg) -> Splits
     default_weights: str = "none"  # imagenet for the paper presets (MixOE's pretrained=True)
     default_select: str = "last"   # best-val for the paper presets (MixOE keeps it)
+
+
+#: seed offset of the far-OOD photo crops (``paper`` protocol), apart from the training ones
+FAR_OOD_SEED = 1_000_003
 
 
 def _small(epochs, batch, lr, wd=5e-4):
@@ -92,6 +99,10 @@ def _tensor_splits(x_tr, y_tr, x_te, y_te, num_id, num_ood, split, seed_aux, ima
     mean, std = _norm(x_tr[tr])
     norm = lambda t: (t - mean) / std  # noqa: E731
     aux = photo_crops(aux_count, image_size, channels, seed=seed_aux)
+
+    def far_ood(n: int) -> TensorImages:
+        crops = photo_crops(n, image_size, channels, seed=FAR_OOD_SEED + seed_aux)
+        return TensorImages(norm(crops), torch.full((n,), -1), torch.arange(n))
     return Splits(
         id_train=TensorImages(norm(x_tr[tr]), lut[y_tr[tr]], ids_tr[tr], augment=augment),
         id_test=TensorImages(norm(x_te[te_id]), lut[y_te[te_id]], ids_te[te_id]),
@@ -99,7 +110,7 @@ def _tensor_splits(x_tr, y_tr, x_te, y_te, num_id, num_ood, split, seed_aux, ima
                               ids_te[te_ood]),
         aux=TensorImages(norm(aux), torch.full((aux_count,), -1), torch.arange(aux_count),
                          augment=augment),
-        id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(), info=info)
+        id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(), info=info, far_ood=far_ood)
 
 
 def _norm(x: torch.Tensor):

@@ -18,6 +18,9 @@ coarse     ID test                                     test images of the other 
   file order are kept (a non-shuffled drop-last loader); WebVision images (concepts of
   ``aux_exclude`` removed, MixOE's ``--val`` pool) are drawn as MixOE's eval does,
   ``random.seed(0); random.sample(range(len(pool)), n)``, with the test transform.
+* ``paper`` on the embedded presets (no val split, no WebVision): ID test against as many
+  photo crops drawn apart from the training outliers (seed ``FAR_OOD_SEED + split``, the
+  same photographs, other crops), the far-OOD analogue of ID val vs WebVision.
 * ``coarse`` is MixOE's: the other datasets' test.txt files, all labels, concatenated in
   MixOE's order bird, butterfly, car, aircraft, then ``random.seed(0); random.sample``
   of ID-test-size images from the pool (all of it when the pool is smaller).
@@ -51,6 +54,8 @@ def seeded_sample(n_pool: int, n: int, seed: int = 0) -> list[int]:
 
 
 def paper_id(splits, cfg):
+    if splits.far_ood is not None:          # embedded presets
+        return splits.id_test
     if splits.id_val is None:
         raise UserError(f"protocol 'paper' needs ID validation images and preset {cfg.preset} "
                         "has none; use --protocol holdout")
@@ -64,6 +69,8 @@ def paper_id(splits, cfg):
 def paper_ood(splits, cfg):
     from .finegrained import ImageList
     n = len(paper_id(splits, cfg))
+    if splits.far_ood is not None:
+        return splits.far_ood(n)
     aux = splits.aux
     if not hasattr(aux, "paths"):
         raise UserError(f"protocol 'paper' compares with WebVision; preset {cfg.preset} has "

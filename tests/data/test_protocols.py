@@ -52,6 +52,7 @@ def aircraft(tree):
 def some_splits(**parts):
     """Only the parts a protocol reads (the rest None), as the Splits fields."""
     return SimpleNamespace(**{"id_test": None, "ood_test": None, "id_val": None, "aux": None,
+                              "far_ood": None,
                               **parts})
 
 
@@ -108,16 +109,34 @@ def test_paper_ood_is_mixoes_seeded_webvision_sample(aircraft):
     assert torch.equal(a, expected)
 
 
-def test_paper_needs_val_images(tmp_path):
+def test_paper_on_embedded_presets_is_id_test_vs_fresh_photo_crops():
+    """No val split and no WebVision: ID test against as many crops drawn with another
+    seed than the training outliers, normalised as the ID data."""
+    from lmoe_viz.data.outliers import photo_crops
+    from lmoe_viz.data.presets import FAR_OOD_SEED
     cfg = RunConfig(preset="digits")
     s = build_splits(cfg)
     assert s.id_val is None
-    for part in ("paper_id", "paper_ood"):
-        with pytest.raises(UserError, match=r"protocol 'paper' needs ID validation images and "
-                                            r"preset digits has none"):
-            part_dataset(part, s, cfg)
+    ids, ood = part_dataset("paper_id", s, cfg), part_dataset("paper_ood", s, cfg)
+    assert ids is s.id_test and len(ood) == len(s.id_test)
+    train_crops = s.aux.images[: len(ood)]
+    assert not torch.allclose(ood.images, train_crops)                   # not the training outliers
+    raw = photo_crops(len(ood), 8, 1, seed=FAR_OOD_SEED + cfg.split)
+    ratio = (ood.images - ood.images.mean()) / ood.images.std()
+    assert torch.allclose(ratio, (raw - raw.mean()) / raw.std(), atol=1e-4)   # same crops, affine norm
+    assert set(ood.labels.tolist()) == {-1}
+
+
+def test_paper_needs_val_images(tmp_path):
+    cfg = RunConfig(preset="digits")
+    s = build_splits(cfg)
     with pytest.raises(UserError, match=r"preset digits has no id_val split"):
         part_dataset("id_val", s, cfg)
+    no_val = some_splits(id_val=None)
+    for part in ("paper_id", "paper_ood"):
+        with pytest.raises(UserError, match=r"protocol 'paper' needs ID validation images and "
+                                            r"preset car has none"):
+            part_dataset(part, no_val, RunConfig(preset="car"))
     few = some_splits(id_val=list(range(31)))
     with pytest.raises(UserError, match=r"needs at least 32 ID val images, found 31"):
         part_dataset("paper_id", few, RunConfig(preset="car"))

@@ -1,0 +1,262 @@
+"""``lmoe-viz study``: the paper's claims 1-5 tested with several seeds under one
+BatchNorm regime (claims.py analyses what it produces).
+
+The study is a set of ordinary grid cells (experiments.Grid) in one ``runs/`` folder, so
+its runs are resumable, cached and named as every other run:
+
+* the main grid: MixOE and Logit MixOE, without L_LC, with L_LC (eq. 15) and with each
+  adaptive L_LC (``lc_modes``), alpha in ``alphas``, ``seeds``, all under ``bn``
+  (``id-stats`` by default), plus OE under the same regime;
+* the BatchNorm artifact row: MixOE without and with L_LC under ``separate`` (MixOE's
+  default) at alpha 1, labelled by its regime;
+* the pretrained model, shared by every cell (seed 0).
+
+Runs go in a priority order, so that a study stopped early holds the most informative
+complete subsets: alpha 1 first (the paper's default) with the fixed L_LC and without, for
+every seed; then the adaptive variants of Logit MixOE at alpha 1; then the references (OE,
+the ``separate`` MixOE rows); then alpha 0.3 and 3 without / with L_LC; then everything
+else. ``jobs`` > 1 trains that many runs at a time in separate processes, one thread
+each (on a 2-core machine, two one-thread runs do more work per minute than one two-thread
+run).
+
+``evaluate`` writes one row per (finished run, protocol, score) to ``results.csv``, and
+the logit norms per run (claim 2) of the ID test images, the held-out classes (``ood``,
+near-OOD) and the far-OOD images of the ``paper`` protocol (``far``) to ``norms.csv``:
+mean, quantiles and a histogram on fixed bins.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import RunConfig
+from .experiments import PRETRAINED, Grid, cell_name, model_label
+from .io import atomic_write_text
+from .losses import LC_MODES
+
+SCORES = ("msp", "maxlogit", "energy", "l2norm")
+PROTOCOLS = ("holdout", "paper")
+ARTIFACT_BN = "separate"
+
+
+@dataclasses.dataclass
+class Study:
+    preset: str = "fashion-mnist"
+    out: str = "out/study/fashion-mnist"
+    alphas: tuple = (0.3, 1.0, 3.0)
+    seeds: tuple = (0, 1, 2)
+    bn: str = "id-stats"
+    methods: tuple = ("mixoe", "logit_mixoe")
+    lc_modes: tuple = LC_MODES
+    pretrain_epochs: int | None = None
+    finetune_epochs: int | None = None
+    limit_batches: int | None = None
+    data_root: str | None = None
+    device: str = "auto"
+
+    @property
+    def runs_dir(self) -> Path:
+        return Path(self.out) / "runs"
+
+    def grid(self, bn: str | None = None) -> Grid:
+        return Grid(preset=self.preset, runs_dir=str(self.runs_dir), methods=tuple(self.methods),
+                    lcs=(False, True), alphas=tuple(self.alphas), seeds=tuple(self.seeds),
+                    pretrain_epochs=self.pretrain_epochs, finetune_epochs=self.finetune_epochs,
+                    data_root=self.data_root, device=self.device, limit_batches=self.limit_batches,
+                    bn=bn or self.bn, lc_modes=tuple(self.lc_modes))
+
+    def cells(self) -> list[RunConfig]:
+        """Every fine-tuning run of the study, in priority order (module doc)."""
+        g, art = self.grid(), self.grid(ARTIFACT_BN)
+        first = 1.0 if 1.0 in self.alphas else self.alphas[0]
+        others = [a for a in self.alphas if a != first]
+        core = lambda a, s: [g.finetune_config(m, s, lc, a)   # noqa: E731
+                             for m in self.methods for lc in (False, True)]
+        adaptive = lambda a, s, ms: [g.finetune_config(m, s, True, a, mode)   # noqa: E731
+                                     for m in ms for mode in self.lc_modes if mode != "fixed"]
+        tiers = [[c for s in self.seeds for c in core(first, s)],
+                 [c for s in self.seeds for c in adaptive(first, s, ("logit_mixoe",))],
+                 [c for s in self.seeds for c in [g.finetune_config("oe", s)]
+                  + [art.finetune_config("mixoe", s, lc, first) for lc in (False, True)]],
+                 [c for s in self.seeds for a in others for c in core(a, s)],
+                 [c for s in self.seeds for c in adaptive(first, s, ("mixoe",))],
+                 [c for s in self.seeds for a in others for c in adaptive(a, s, self.methods)]]
+        seen, out = set(), []
+        for cfg in (c for tier in tiers for c in tier if c.method in self.methods + ("oe",)):
+            name = self.run_dir(cfg).name
+            if name not in seen:
+                seen.add(name)
+                out.append(cfg)
+        return out
+
+    def run_dir(self, cfg: RunConfig) -> Path:
+        return self.runs_dir / cell_name(cfg.method, cfg.lc, cfg.alpha, cfg.seed, cfg.lc_mode,
+                                         cfg.bn)
+
+    def pending(self) -> list[RunConfig]:
+        return [c for c in self.cells() if not _finished(self.run_dir(c))]
+
+    def run(self, jobs: int = 1, log=print, max_runs: int | None = None) -> dict:
+        """Train the pretrained model, then every unfinished cell (``jobs`` at a time;
+        the first ``max_runs`` of them in priority order when given)."""
+        from .train import train
+        t0 = time.time()
+        train(self.grid().pretrain_config(), self.runs_dir / PRETRAINED, progress=False)
+        todo = self.pending()[:max_runs]
+        log(f"study {self.preset}: {len(self.cells()) - len(todo)} of {len(self.cells())} runs "
+            f"finished, {len(todo)} to train ({jobs} at a time)")
+        done = 0
+        for name, seconds in _train_all([(c.to_dict(), str(self.run_dir(c))) for c in todo], jobs):
+            done += 1
+            log(f"[{done}/{len(todo)}] {name} in {seconds:.0f} s "
+                f"({(time.time() - t0) / 60:.1f} min so far)")
+        return {"trained": done, "seconds": round(time.time() - t0, 1)}
+
+    def evaluate(self, results_dir, device: str = "cpu", recalibrate_bn: bool = False) -> dict:
+        """``results.csv`` (run x protocol x score) and ``norms.csv`` for finished runs."""
+        from .evaluation import evaluate_checkpoint
+        from .extract import extract
+        results_dir = Path(results_dir)
+        rows, norms = [], []
+        names = [PRETRAINED] + [self.run_dir(c).name for c in self.cells()]
+        for name in names:
+            run = self.runs_dir / name
+            if not _finished(run):
+                continue
+            ckpt = run / "checkpoint.pt"
+            for protocol in PROTOCOLS:
+                for score in SCORES:
+                    m = evaluate_checkpoint(ckpt, protocol, score, data_root=self.data_root,
+                                            device=device, recalibrate_bn=recalibrate_bn)
+                    rows.append(_row(name, m))
+            logits = {}
+            for parts in (("id_test", "ood_test"), ("paper_id", "paper_ood")):   # cached above
+                logits.update(extract(ckpt, parts=parts, data_root=self.data_root, device=device,
+                                      recalibrate_bn=recalibrate_bn))
+            norms.append(_norm_row(name, m["config"], logits))
+        suffix = "_recalibrated" if recalibrate_bn else ""
+        paths = {"results": results_dir / f"results{suffix}.csv",
+                 "norms": results_dir / f"norms{suffix}.csv"}
+        atomic_write_text(paths["results"], pd.DataFrame(rows).to_csv(index=False))
+        atomic_write_text(paths["norms"], pd.DataFrame(norms).to_csv(index=False))
+        return {k: str(v) for k, v in paths.items()}
+
+
+def _finished(run: Path) -> bool:
+    import json
+    m = run / "metrics.json"
+    try:
+        return m.is_file() and bool(json.loads(m.read_text()).get("finished"))
+    except ValueError:
+        return False
+
+
+def _describe(name: str, c: dict) -> dict:
+    mixing = c["method"] in ("mixoe", "logit_mixoe")
+    lc_mode = c.get("lc_mode", "fixed") if c["lc"] else ""
+    return {"run": name, "method": c["method"], "lc": bool(c["lc"]), "lc_mode": lc_mode,
+            "variant": ("lc-" + (lc_mode or "fixed")) if c["lc"] else "no-lc",
+            "bn": c.get("bn", c.get("batching")), "alpha": c["alpha"] if mixing else np.nan,
+            "seed": c["seed"], "model": model_label(c["method"], c["lc"], c.get("lc_mode", "fixed"))}
+
+
+def _row(name: str, m: dict) -> dict:
+    return {**_describe(name, m["config"]), "protocol": m["protocol"], "score": m["score"],
+            "recalibrate_bn": m["recalibrate_bn"], "accuracy": m["accuracy"], "auroc": m["auroc"],
+            "fpr95": m["fpr95"], "n_id": m["n_id"], "n_ood": m["n_ood"]}
+
+
+#: quantiles of the logit norm stored per run and part (claim 2, figures)
+NORM_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _norm_row(name: str, config: dict, logits: dict) -> dict:
+    row = _describe(name, config)
+    for part, key in (("id_test", "id"), ("ood_test", "ood"), ("paper_ood", "far")):
+        n = np.linalg.norm(logits[part]["logits"].astype(np.float64), axis=1)
+        row[f"{key}_norm_mean"] = float(n.mean())
+        for q in NORM_QUANTILES:
+            row[f"{key}_norm_q{int(q * 100):02d}"] = float(np.quantile(n, q))
+        row[f"{key}_norm_hist"] = " ".join(str(int(v)) for v in
+                                           np.histogram(n, bins=NORM_BINS)[0])
+    return row
+
+
+#: fixed bins of the stored logit-norm histograms (0 to 60, 2 wide; larger norms clipped)
+NORM_BINS = np.append(np.arange(0.0, 60.0, 2.0), np.inf)
+
+
+def _train_one(cfg_dict: dict, out_dir: str, threads: int) -> tuple[str, float]:
+    import torch
+
+    from .train import train
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    train(RunConfig.from_dict(cfg_dict), out_dir, progress=False)
+    return Path(out_dir).name, time.time() - t0
+
+
+def _train_all(tasks: list, jobs: int):
+    """Yield (run name, seconds) as runs finish; ``jobs`` processes of one thread each."""
+    if jobs <= 1:
+        for cfg, out in tasks:
+            yield _train_one(cfg, out, 0)
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, cfg, out, 1) for cfg, out in tasks]
+        for f in as_completed(futures):
+            yield f.result()
+
+
+def add_parser(sub) -> None:
+    from .batchnorm import BN_REGIMES
+    p = sub.add_parser("study", help="the paper's claims tested with seeds (claims.py verdicts)")
+    p.add_argument("--preset", default="fashion-mnist")
+    p.add_argument("--out", required=True, help="study folder (runs/ inside)")
+    p.add_argument("--results", default=None,
+                   help="where results.csv, norms.csv and claims.csv go (default OUT/results)")
+    p.add_argument("--alphas", nargs="+", type=float, default=[0.3, 1.0, 3.0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--bn", default="id-stats", choices=BN_REGIMES,
+                   help="the one BatchNorm regime of every row (MixOE under separate is added)")
+    p.add_argument("--lc-modes", nargs="+", default=list(LC_MODES), choices=LC_MODES)
+    p.add_argument("--pretrain-epochs", type=int, default=None)
+    p.add_argument("--finetune-epochs", type=int, default=None)
+    p.add_argument("--limit-batches", type=int, default=None)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at a time (one thread each)")
+    p.add_argument("--max-runs", type=int, default=None,
+                   help="train at most this many pending runs (in priority order), then evaluate")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="train nothing; evaluate the finished runs and write the verdicts")
+    p.set_defaults(func=cmd_study)
+
+
+def cmd_study(args) -> int:
+    from .errors import UserError
+    if "fixed" not in args.lc_modes:
+        raise UserError("--lc-modes must include fixed (eq. 15), the reference of claim 5")
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    study = Study(preset=args.preset, out=args.out, alphas=tuple(args.alphas),
+                  seeds=tuple(args.seeds), bn=args.bn, lc_modes=tuple(args.lc_modes),
+                  pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
+                  limit_batches=args.limit_batches, data_root=args.data_root, device=args.device)
+    for cfg in study.cells():            # every cell valid before anything trains
+        cfg.resolved()
+    if not args.evaluate_only:
+        print(study.run(jobs=args.jobs, log=lambda s: print(s, flush=True), max_runs=args.max_runs))
+    from .claims import write_claims
+    results = Path(args.results or Path(args.out) / "results")
+    paths = study.evaluate(results)
+    paths.update(write_claims(results))
+    print(f"study: {paths}")
+    return 0
