@@ -96,9 +96,9 @@ def _update_from_rows(rows: int):
         var = x.var(dims, correction=1 if n > 1 else 0)
         layer.num_batches_tracked.add_(1)
         m = momentum if momentum is not None else 1.0 / float(layer.num_batches_tracked)
-        with torch.no_grad():
-            layer.running_mean.mul_(1 - m).add_(mean.to(layer.running_mean.dtype), alpha=m)
-            layer.running_var.mul_(1 - m).add_(var.to(layer.running_var.dtype), alpha=m)
+        # new tensors, not in-place: autograd saved the old ones for this forward's backward
+        layer.running_mean = (1 - m) * layer.running_mean + m * mean.to(layer.running_mean.dtype)
+        layer.running_var = (1 - m) * layer.running_var + m * var.to(layer.running_var.dtype)
     return hook
 
 

@@ -156,3 +156,130 @@ def save_figure(fig, out_dir, name: str) -> list[Path]:
     for p in paths:
         fig.savefig(p, dpi=DPI, bbox_inches="tight")
     return paths
+
+
+# ------------------------------------------------------------------ the claims study
+VARIANT_STYLE = {"no-lc": ("without L_LC", "o", "-"), "lc-fixed": ("L_LC (eq. 15)", "s", "-"),
+                 "lc-outlier-share": ("L_LC outlier-share", "^", "--"),
+                 "lc-stop-id": ("L_LC stop-id", "D", "--"), "lc-norm": ("L_LC norm", "v", ":")}
+METHOD_NAMES = {"mixoe": "MixOE", "logit_mixoe": "Logit MixOE"}
+
+
+def _variant_color(method: str, variant: str):
+    lc = variant != "no-lc"
+    base = model_color(METHOD_NAMES[method] + (" w/ L_LC" if lc else ""))
+    shades = {"lc-outlier-share": 0.75, "lc-stop-id": 0.55, "lc-norm": 0.35}
+    f = shades.get(variant)
+    return base if f is None else tuple(f * c for c in base)
+
+
+def tradeoff(summary, protocol: str = "holdout", score: str = "msp", references=None):
+    """Accuracy vs AUROC (top) and FPR95 (bottom) across alpha, one panel per method and
+    one line per L_LC variant (claim 3's trade-off). ``summary``: mean and std over seeds
+    per (method, variant, alpha) (claims study); ``references``: {label: (acc, auroc, fpr95)}."""
+    s = summary[(summary["protocol"] == protocol) & (summary["score"] == score)]
+    methods = [m for m in METHOD_NAMES if m in set(s["method"])]
+    fig, axes = plt.subplots(2, len(methods), figsize=(COLUMN_WIDTH * len(methods), 5.4),
+                             squeeze=False, constrained_layout=True, sharex=True, sharey="row")
+    for col, m in enumerate(methods):
+        for variant, (name, marker, ls) in VARIANT_STYLE.items():
+            d = s[(s["method"] == m) & (s["variant"] == variant)].sort_values("alpha")
+            if d.empty:
+                continue
+            for row, metric in enumerate(("auroc", "fpr95")):
+                ax = axes[row, col]
+                ax.errorbar(d["accuracy_mean"], d[f"{metric}_mean"], xerr=d["accuracy_std"],
+                            yerr=d[f"{metric}_std"], marker=marker, linestyle=ls, markersize=4,
+                            capsize=2, linewidth=1, color=_variant_color(m, variant), label=name)
+                for _, r in d.iterrows():
+                    ax.annotate(f"{r['alpha']:g}", (r["accuracy_mean"], r[f"{metric}_mean"]),
+                                textcoords="offset points", xytext=(3, 3), fontsize=6)
+        for row, metric in enumerate(("auroc", "fpr95")):
+            ax = axes[row, col]
+            for label, ref in (references or {}).items():
+                ax.scatter([ref[0]], [ref[1 + row]], marker="*", s=40, color=model_color(label),
+                           label=label, zorder=3)
+            ax.set_ylabel({"auroc": "AUROC", "fpr95": "FPR95"}[metric])
+            if row == 1:
+                ax.set_xlabel("ID accuracy (%)")
+            else:
+                ax.set_title(METHOD_NAMES[m])
+    axes[0, -1].legend(frameon=False, fontsize="x-small", loc="center left",
+                       bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"Accuracy vs detection across alpha (numbers: alpha), {protocol}, {score}")
+    return fig
+
+
+def paired_effects(tests, claim: str = "1a", ylabel: str = "AUROC(w/ L_LC) - AUROC(without)"):
+    """Paired effects of one claim's tests with their 95% intervals: one panel per score
+    (columns) and protocol (rows), alpha on x, one colour per method (and mode)."""
+    t = tests[tests["claim"] == claim]
+    protocols = [p for p in ("holdout", "paper") if p in set(t["protocol"])]
+    scores = list(dict.fromkeys(t["score"]))
+    fig, axes = plt.subplots(len(protocols), len(scores), squeeze=False, sharex=True,
+                             figsize=(2.2 * len(scores) + 1.5, 2.3 * len(protocols)),
+                             constrained_layout=True)
+    alphas = sorted(t["alpha"].dropna().unique())
+    keys = t[["method"] + (["mode"] if "mode" in t else [])].drop_duplicates()
+    for i, p in enumerate(protocols):
+        for j, sc in enumerate(scores):
+            ax = axes[i, j]
+            for k, key in enumerate(keys.itertuples(index=False)):
+                d = t[(t["protocol"] == p) & (t["score"] == sc) & (t["method"] == key.method)]
+                mode = getattr(key, "mode", None)
+                if isinstance(mode, str):
+                    d = d[d["mode"] == mode]
+                x = np.array([alphas.index(a) for a in d["alpha"]]) + (k - len(keys) / 2) * 0.12
+                color = _variant_color(key.method, f"lc-{mode}" if isinstance(mode, str) else "lc-fixed")
+                err = np.vstack([d["effect"] - d["ci_low"], d["ci_high"] - d["effect"]])
+                ax.errorbar(x, d["effect"], yerr=np.nan_to_num(err), fmt="o", markersize=3,
+                            capsize=2, color=color,
+                            label=METHOD_NAMES[key.method] + (f" ({mode})" if isinstance(mode, str) else ""))
+            ax.axhline(0, color="0.5", linewidth=0.6)
+            ax.set_xticks(range(len(alphas)), [f"{a:g}" for a in alphas])
+            ax.set_title(f"{p}, {sc}", fontsize="small")
+            if i == len(protocols) - 1:
+                ax.set_xlabel("alpha")
+            if j == 0:
+                ax.set_ylabel(ylabel, fontsize="x-small")
+    axes[0, -1].legend(frameon=False, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(f"Claim {claim}: paired effects (same seed and alpha), mean and 95% interval")
+    return fig
+
+
+def norm_distributions(norms, bins, alpha: float = 1.0, bn: str | None = None):
+    """Logit-norm distributions of ID test, near-OOD (held-out classes) and far-OOD
+    images for every variant at ``alpha`` (claim 2), from the histograms the study stores
+    (``<part>_norm_hist`` on ``bins``), pooled over seeds. Norms beyond the last finite
+    bin edge are counted in the last bin. ``bn``: the regime shown (default: the one most
+    fine-tuned runs share); the pretrained model is shown whatever its regime."""
+    tuned = norms[norms["method"] != "baseline"]
+    bn = bn or tuned["bn"].value_counts().idxmax()
+    n = norms[(norms["bn"] == bn) | (norms["method"] == "baseline")]
+    n = n[np.isclose(n["alpha"].fillna(-1), alpha) | n["alpha"].isna()]
+    groups = list(n.groupby(["method", "variant"], sort=False))
+    edges = np.asarray(bins, dtype=float)
+    edges = np.append(edges[:-1], edges[-2] + (edges[-2] - edges[-3])) if np.isinf(edges[-1]) else edges
+    fig, axes = plt.subplots(1, len(groups), figsize=(1.9 * len(groups) + 0.6, 2.4), sharex=True,
+                             sharey=True, squeeze=False, constrained_layout=True)
+    for ax, ((method, variant), g) in zip(axes[0], groups):
+        for key, name, style in (("id", "ID test", dict(color=_variant_color(method, variant)
+                                  if method in METHOD_NAMES else _PAL[7], alpha=0.6)),
+                                 ("ood", "near-OOD", dict(color=OOD_COLOR, histtype="step")),
+                                 ("far", "far-OOD", dict(color=_PAL[5], histtype="step",
+                                                         linestyle="--"))):
+            col = f"{key}_norm_hist"
+            if col not in g:
+                continue
+            counts = np.sum([np.array(h.split(), dtype=float) for h in g[col]], axis=0)
+            ax.hist(edges[:-1], bins=edges, weights=counts / max(counts.sum(), 1), label=name,
+                    **style)
+        label = (METHOD_NAMES.get(method, "Pretrained" if method == "baseline" else method)
+                 + "\n" + VARIANT_STYLE.get(variant, (variant,))[0]) if method in METHOD_NAMES \
+            else {"baseline": "Pretrained", "oe": "OE"}.get(method, method)
+        ax.set_title(label, fontsize="x-small")
+        ax.set_xlabel("||z||")
+    axes[0, 0].set_ylabel("fraction")
+    axes[0, -1].legend(frameon=False, fontsize="x-small", loc="upper right")
+    fig.suptitle(f"Logit norms at alpha {alpha:g}, pooled over seeds (claim 2, cf. Fig. 3)")
+    return fig

@@ -39,7 +39,8 @@ def _step(method, bn, lc=True, x_out=None, seed=0):
     r0 = (bn0.running_mean.clone(), bn0.running_var.clone())
     frozen = SmallResNet(3)
     frozen.load_state_dict(model.state_dict())
-    objective(model, cfg, 3, x, y, xo, 0.3)
+    loss, _ = objective(model, cfg, 3, x, y, xo, 0.3)
+    loss.backward()        # the statistics update must not break the step's backward
     return model, frozen, r0, x, xo
 
 

@@ -14,7 +14,7 @@ CASES = [("baseline", False, "input"), ("oe", False, "input"), ("mixoe", False, 
 
 
 @pytest.mark.parametrize("method,lc,layer", CASES)
-@pytest.mark.parametrize("batching", ["separate", "joint"])
+@pytest.mark.parametrize("batching", ["separate", "joint", "id-stats"])
 @pytest.mark.parametrize("mix_op", ["mixup", "cutmix"])
 def test_every_method_gives_finite_loss_and_gradients(method, lc, layer, batching, mix_op):
     torch.manual_seed(0)
