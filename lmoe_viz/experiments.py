@@ -217,6 +217,8 @@ def formatted_table(summary: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
     best = best_rows(summary)
     out = pd.DataFrame({"alpha": summary["alpha"].map(lambda a: "" if pd.isna(a) else f"{a:g}"),
                         "model": summary["model"]})
+    if "bn" in summary:
+        out["BatchNorm"] = summary["bn"]
     for col, scale in (("accuracy", 1.0), ("auroc", 100.0), ("fpr95", 100.0)):
         cells = []
         for i, (m, s) in enumerate(zip(summary[f"{col}_mean"], summary[f"{col}_std"])):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker as mticker
 import numpy as np
 import seaborn as sns
 from scipy.stats import beta as beta_dist
@@ -215,7 +216,8 @@ def paired_effects(tests, claim: str = "1a", ylabel: str = "AUROC(w/ L_LC) - AUR
     (columns) and protocol (rows), alpha on x, one colour per method (and mode)."""
     t = tests[tests["claim"] == claim]
     protocols = [p for p in ("holdout", "paper") if p in set(t["protocol"])]
-    scores = list(dict.fromkeys(t["score"]))
+    known = ("msp", "maxlogit", "energy", "l2norm")
+    scores = sorted(dict.fromkeys(t["score"]), key=lambda x: known.index(x) if x in known else 9)
     fig, axes = plt.subplots(len(protocols), len(scores), squeeze=False, sharex=True,
                              figsize=(2.2 * len(scores) + 1.5, 2.3 * len(protocols)),
                              constrained_layout=True)
@@ -250,36 +252,54 @@ def paired_effects(tests, claim: str = "1a", ylabel: str = "AUROC(w/ L_LC) - AUR
 def norm_distributions(norms, bins, alpha: float = 1.0, bn: str | None = None):
     """Logit-norm distributions of ID test, near-OOD (held-out classes) and far-OOD
     images for every variant at ``alpha`` (claim 2), from the histograms the study stores
-    (``<part>_norm_hist`` on ``bins``), pooled over seeds. Norms beyond the last finite
-    bin edge are counted in the last bin. ``bn``: the regime shown (default: the one most
-    fine-tuned runs share); the pretrained model is shown whatever its regime."""
+    (``<part>_norm_hist`` on the geometric ``bins``), pooled over seeds, on a log axis
+    common to all panels. ``bn``: the regime shown (default: the one most fine-tuned runs
+    share); the pretrained model is shown whatever its regime."""
     tuned = norms[norms["method"] != "baseline"]
     bn = bn or tuned["bn"].value_counts().idxmax()
     n = norms[(norms["bn"] == bn) | (norms["method"] == "baseline")]
     n = n[np.isclose(n["alpha"].fillna(-1), alpha) | n["alpha"].isna()]
-    groups = list(n.groupby(["method", "variant"], sort=False))
+    order = {"baseline": 0, "oe": 1, "mixoe": 2, "logit_mixoe": 3}
+    variants = list(VARIANT_STYLE)
+    groups = sorted(n.groupby(["method", "variant"], sort=False),
+                    key=lambda kv: (order.get(kv[0][0], 9), variants.index(kv[0][1])
+                                    if kv[0][1] in variants else 9))
     edges = np.asarray(bins, dtype=float)
-    edges = np.append(edges[:-1], edges[-2] + (edges[-2] - edges[-3])) if np.isinf(edges[-1]) else edges
-    fig, axes = plt.subplots(1, len(groups), figsize=(1.9 * len(groups) + 0.6, 2.4), sharex=True,
+    hists = {}
+    for key, g in groups:
+        for part in ("id", "ood", "far"):
+            col = f"{part}_norm_hist"
+            if col in g:
+                hists[key, part] = np.sum([np.array(h.split(), dtype=float) for h in g[col]], axis=0)
+    used = np.flatnonzero(np.sum(list(hists.values()), axis=0)) if hists else np.array([1])
+    lo, hi = edges[max(used[0], 1)], edges[used[-1] + 1]
+    fig, axes = plt.subplots(1, len(groups), figsize=(1.9 * len(groups) + 0.6, 2.5), sharex=True,
                              sharey=True, squeeze=False, constrained_layout=True)
     for ax, ((method, variant), g) in zip(axes[0], groups):
-        for key, name, style in (("id", "ID test", dict(color=_variant_color(method, variant)
-                                  if method in METHOD_NAMES else _PAL[7], alpha=0.6)),
-                                 ("ood", "near-OOD", dict(color=OOD_COLOR, histtype="step")),
-                                 ("far", "far-OOD", dict(color=_PAL[5], histtype="step",
-                                                         linestyle="--"))):
-            col = f"{key}_norm_hist"
-            if col not in g:
-                continue
-            counts = np.sum([np.array(h.split(), dtype=float) for h in g[col]], axis=0)
-            ax.hist(edges[:-1], bins=edges, weights=counts / max(counts.sum(), 1), label=name,
-                    **style)
-        label = (METHOD_NAMES.get(method, "Pretrained" if method == "baseline" else method)
-                 + "\n" + VARIANT_STYLE.get(variant, (variant,))[0]) if method in METHOD_NAMES \
-            else {"baseline": "Pretrained", "oe": "OE"}.get(method, method)
-        ax.set_title(label, fontsize="x-small")
-        ax.set_xlabel("||z||")
+        mixing = method in METHOD_NAMES
+        styles = (("id", "ID test", dict(color=_variant_color(method, variant) if mixing
+                                         else model_color(model_name(method)), alpha=0.6)),
+                  ("ood", "near-OOD", dict(color=OOD_COLOR, histtype="step")),
+                  ("far", "far-OOD", dict(color=_PAL[5], histtype="step", linestyle="--")))
+        for part, name, style in styles:
+            counts = hists.get(((method, variant), part))
+            if counts is not None:
+                ax.hist(edges[1:-1], bins=edges[1:], weights=counts[1:] / max(counts.sum(), 1),
+                        label=name, **style)
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.xaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(mticker.NullFormatter())
+        title = (METHOD_NAMES[method] + "\n" + VARIANT_STYLE[variant][0]) if mixing \
+            else model_name(method)
+        ax.set_title(title, fontsize="x-small")
+        ax.set_xlabel("||z|| (log scale)", fontsize="small")
     axes[0, 0].set_ylabel("fraction")
-    axes[0, -1].legend(frameon=False, fontsize="x-small", loc="upper right")
-    fig.suptitle(f"Logit norms at alpha {alpha:g}, pooled over seeds (claim 2, cf. Fig. 3)")
+    axes[0, -1].legend(frameon=False, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(f"Logit norms at alpha {alpha:g} ({bn}), pooled over seeds (claim 2, cf. Fig. 3)")
     return fig
+
+
+def model_name(method: str) -> str:
+    return {"baseline": "Pretrained", "oe": "OE", "energy_oe": "Energy-OE"}.get(
+        method, METHOD_NAMES.get(method, method))

@@ -146,6 +146,58 @@ class Study:
         return {k: str(v) for k, v in paths.items()}
 
 
+#: the models of the BatchNorm table, each trained under every regime
+BN_TABLE_MODELS = (("oe", False), ("mixoe", False), ("mixoe", True), ("logit_mixoe", False),
+                   ("logit_mixoe", True))
+
+
+def bn_table_cells(study: Study, alpha: float = 1.0, seed: int = 0) -> list[RunConfig]:
+    """Each model of ``BN_TABLE_MODELS`` under each regime (alpha 1, seed 0 by default),
+    in the study's runs folder (the study's own runs are reused)."""
+    from .batchnorm import BN_REGIMES
+    return [study.grid(bn).finetune_config(m, seed, lc, alpha)
+            for bn in BN_REGIMES for m, lc in BN_TABLE_MODELS]
+
+
+def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed: int = 0,
+             device: str = "cpu", log=print) -> dict:
+    """Train what the BatchNorm table needs, then write ``bn_table.csv`` / ``.md``: each
+    model x regime, accuracy / AUROC / FPR95 (holdout, MSP), as trained and with BatchNorm
+    recalibrated on ID training data (the diagnostic of how much is BatchNorm)."""
+    from .evaluation import evaluate_checkpoint
+    from .experiments import to_markdown
+    from .train import train
+    train(study.grid().pretrain_config(), study.runs_dir / PRETRAINED, progress=False)
+    cells = bn_table_cells(study, alpha, seed)
+    todo = [c for c in cells if not _finished(study.run_dir(c))]
+    for name, seconds in _train_all([(c.to_dict(), str(study.run_dir(c))) for c in todo], jobs):
+        log(f"bn table: {name} in {seconds:.0f} s")
+    rows = []
+    for cfg in cells:
+        ckpt = study.run_dir(cfg) / "checkpoint.pt"
+        row = {"model": model_label(cfg.method, cfg.lc), "bn": cfg.bn, "alpha": alpha, "seed": seed}
+        for recal in (False, True):
+            m = evaluate_checkpoint(ckpt, "holdout", "msp", data_root=study.data_root,
+                                    device=device, recalibrate_bn=recal)
+            tag = "_recal" if recal else ""
+            row.update({f"accuracy{tag}": m["accuracy"], f"auroc{tag}": m["auroc"],
+                        f"fpr95{tag}": m["fpr95"]})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    results_dir = Path(results_dir)
+    paths = {"bn_csv": results_dir / "bn_table.csv", "bn_md": results_dir / "bn_table.md"}
+    atomic_write_text(paths["bn_csv"], df.to_csv(index=False))
+    shown = pd.DataFrame({"model": df["model"], "--bn": df["bn"]})
+    for tag, name in (("", "as trained"), ("_recal", "BN recalibrated")):
+        shown[f"Acc. % ({name})"] = df[f"accuracy{tag}"].map("{:.2f}".format)
+        shown[f"AUROC % ({name})"] = (100 * df[f"auroc{tag}"]).map("{:.2f}".format)
+        shown[f"FPR95 % ({name})"] = (100 * df[f"fpr95{tag}"]).map("{:.2f}".format)
+    atomic_write_text(paths["bn_md"], f"Preset {study.preset}, alpha {alpha:g}, seed {seed}, "
+                      "holdout protocol, MSP; one seed: differences below about a point "
+                      "are within seed noise.\n\n" + to_markdown(shown))
+    return {k: str(v) for k, v in paths.items()}
+
+
 def _finished(run: Path) -> bool:
     import json
     m = run / "metrics.json"
@@ -181,13 +233,15 @@ def _norm_row(name: str, config: dict, logits: dict) -> dict:
         row[f"{key}_norm_mean"] = float(n.mean())
         for q in NORM_QUANTILES:
             row[f"{key}_norm_q{int(q * 100):02d}"] = float(np.quantile(n, q))
+        clipped = np.clip(n, NORM_BINS[0], NORM_BINS[-1])
         row[f"{key}_norm_hist"] = " ".join(str(int(v)) for v in
-                                           np.histogram(n, bins=NORM_BINS)[0])
+                                           np.histogram(clipped, bins=NORM_BINS)[0])
     return row
 
 
-#: fixed bins of the stored logit-norm histograms (0 to 60, 2 wide; larger norms clipped)
-NORM_BINS = np.append(np.arange(0.0, 60.0, 2.0), np.inf)
+#: bins of the stored logit-norm histograms: 0, then 20 geometric bins per decade from
+#: 0.01 to 1000, so that any scale of logits is resolved (norms beyond are clipped)
+NORM_BINS = np.append(0.0, np.geomspace(0.01, 1000.0, 101))
 
 
 def _train_one(cfg_dict: dict, out_dir: str, threads: int) -> tuple[str, float]:
@@ -237,6 +291,9 @@ def add_parser(sub) -> None:
                    help="train at most this many pending runs (in priority order), then evaluate")
     p.add_argument("--evaluate-only", action="store_true",
                    help="train nothing; evaluate the finished runs and write the verdicts")
+    p.add_argument("--bn-table", action="store_true",
+                   help="instead of the grid: each model under each BatchNorm regime (alpha 1, "
+                        "seed 0), as trained and recalibrated, to bn_table.csv/.md")
     p.set_defaults(func=cmd_study)
 
 
@@ -252,10 +309,13 @@ def cmd_study(args) -> int:
                   limit_batches=args.limit_batches, data_root=args.data_root, device=args.device)
     for cfg in study.cells():            # every cell valid before anything trains
         cfg.resolved()
+    results = Path(args.results or Path(args.out) / "results")
+    if args.bn_table:
+        print(f"study: {bn_table(study, results, jobs=args.jobs)}")
+        return 0
     if not args.evaluate_only:
         print(study.run(jobs=args.jobs, log=lambda s: print(s, flush=True), max_runs=args.max_runs))
     from .claims import write_claims
-    results = Path(args.results or Path(args.out) / "results")
     paths = study.evaluate(results)
     paths.update(write_claims(results))
     print(f"study: {paths}")
