@@ -42,8 +42,8 @@ batch twice the ID batch (``aux_ratio`` 2); mixing methods use the first
 Forwards and BatchNorm (``bn``, batchnorm.py): ``separate`` runs one forward per batch
 (ID, mixed, outliers: MixOE's code), ``joint`` one forward of every input of the step
 concatenated (LogitMix's code; with ``id_forward=separate`` the ID-only batch joins it
-too), ``id-stats`` the method's reference forwards with running statistics moved by the
-ID rows alone. The first batch of each forward list is the step's ID batch.
+too), ``id-stats`` separate forwards of which only the ID batch's moves the running
+statistics. The first batch of each forward list is the step's ID batch.
 
 L_LC (``lc_mode``, losses.py): ``fixed`` is eq. (15); ``outlier-share``, ``stop-id`` and
 ``norm`` are the adaptive variants of claim 5.

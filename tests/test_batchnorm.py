@@ -77,18 +77,21 @@ def test_joint_updates_once_from_every_input_of_the_step(method):
     assert int(model.stem[1].num_batches_tracked) == 1
 
 
-def test_regime_changes_only_running_statistics_not_the_loss_of_one_joint_step():
-    """id-stats and joint share the forward of Logit MixOE: same loss, other statistics."""
+@pytest.mark.parametrize("method", ["oe", "logit_mixoe"])
+def test_id_stats_runs_separate_forwards_so_only_running_statistics_differ(method):
+    """id-stats and separate share their forwards (the ID batch normalised by its own
+    statistics, as at evaluation): the same loss, other running statistics."""
     def run(bn):
         torch.manual_seed(0)
         model = SmallResNet(3).train()
-        x, xo = torch.randn(4, 1, 8, 8), 2 + torch.randn(4, 1, 8, 8)
-        cfg = RunConfig(method="logit_mixoe", lc=True, bn=bn).resolved()
+        x, xo = torch.randn(4, 1, 8, 8), 2 + torch.randn(8, 1, 8, 8)
+        cfg = RunConfig(method=method, lc=method != "oe", bn=bn).resolved()
         loss, _ = objective(model, cfg, 3, x, torch.tensor([0, 1, 2, 0]), xo, 0.4)
         return loss.item(), model.stem[1].running_mean.clone()
-    (l_joint, r_joint), (l_id, r_id) = run("joint"), run("id-stats")
-    assert l_joint == pytest.approx(l_id, rel=1e-6)
-    assert not torch.allclose(r_joint, r_id)
+    (l_sep, r_sep), (l_id, r_id), (l_joint, _) = run("separate"), run("id-stats"), run("joint")
+    assert l_sep == pytest.approx(l_id, rel=1e-6)
+    assert l_joint != pytest.approx(l_id, rel=1e-4)
+    assert not torch.allclose(r_sep, r_id)
 
 
 def test_running_stats_from_zero_rows_leaves_statistics_and_counter():
