@@ -106,9 +106,10 @@ class Study:
         from .train import train
         t0 = time.time()
         train(self.grid().pretrain_config(), self.runs_dir / PRETRAINED, progress=False)
-        todo = self.pending()[:max_runs]
-        log(f"study {self.preset}: {len(self.cells()) - len(todo)} of {len(self.cells())} runs "
-            f"finished, {len(todo)} to train ({jobs} at a time)")
+        pending, total = self.pending(), len(self.cells())
+        todo = pending[:max_runs]
+        log(f"study {self.preset}: {total - len(pending)} of {total} runs finished, "
+            f"{len(pending)} to train; training {len(todo)} now ({jobs} at a time)")
         done = 0
         for name, seconds in _train_all([(c.to_dict(), str(self.run_dir(c))) for c in todo], jobs):
             done += 1

@@ -71,6 +71,11 @@ def add_parser(sub) -> None:
     p.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 1.0, 3.0, 5.0, 10.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--no-oe", action="store_true", help="leave out the OE baseline")
+    p.add_argument("--bn", default="id-stats", choices=("separate", "joint", "id-stats", "reference"),
+                   help="one BatchNorm regime for every cell (as the notebooks: id-stats), or "
+                        "reference: each method's reference code (faithful reproduction)")
+    p.add_argument("--lc-modes", nargs="+", default=["fixed"],
+                   help="L_LC variants of the cells with L_LC: fixed, outlier-share, stop-id, norm")
     p.add_argument("--pretrain-epochs", type=int, default=None)
     p.add_argument("--finetune-epochs", type=int, default=None)
     p.add_argument("--limit-batches", type=int, default=None)
@@ -95,7 +100,8 @@ def cmd_sweep(args) -> int:
                 lcs=lc, alphas=tuple(args.alphas), seeds=tuple(args.seeds), include_oe=not args.no_oe,
                 pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
                 data_root=args.data_root, device=args.device, split=args.split,
-                limit_batches=args.limit_batches)
+                limit_batches=args.limit_batches, bn=None if args.bn == "reference" else args.bn,
+                lc_modes=tuple(args.lc_modes))
     for cfg in grid.cells():          # validate every cell before submitting anything
         cfg.validate()
     res = run_sweep(grid, Path(args.out) / "tables", args.executor, args.parallel, timeout_min=args.timeout_min,
