@@ -61,14 +61,16 @@ def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inp
 
 def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root=None,
             device="cpu", aux_limit: int = 2000, refresh: bool = False, aux_root=None,
-            with_meta: bool = False, recalibrate_bn: bool = False):
+            with_meta: bool = False, recalibrate_bn: bool = False, splits=None):
     """``{part: {logits, features, labels, ids}}`` for a checkpoint, cached on disk.
 
     ``cache_dir`` defaults to ``<checkpoint folder>/logits``. ``aux`` is capped at
     ``aux_limit`` samples (the outlier set can be millions of images). ``with_meta``
     returns ``(result, meta)``, meta being the checkpoint's config and initial weights.
     ``recalibrate_bn`` recomputes BatchNorm's running statistics on the ID training images
-    before extracting (batchnorm.recalibrate; cached under its own key).
+    before extracting (batchnorm.recalibrate; cached under its own key). ``splits``: the
+    run's data, or a function that builds it on a cache miss (callers extracting many
+    runs of one preset and split build it once).
     """
     from .config import RunConfig
     from .data import build_splits
@@ -98,7 +100,10 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
                 return (result, meta_out) if with_meta else result
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: recompute below
-    splits = build_splits(cfg)
+    if splits is None:
+        splits = build_splits(cfg)
+    elif callable(splits):
+        splits = splits()
     datasets = {p: part_dataset(p, splits, cfg) for p in parts}
     model = model_from_checkpoint(ckpt).to(device)
     if recalibrate_bn:

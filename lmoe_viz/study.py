@@ -27,6 +27,7 @@ mean, quantiles and a histogram on fixed bins.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 
@@ -118,33 +119,37 @@ class Study:
         return {"trained": done, "seconds": round(time.time() - t0, 1)}
 
     def evaluate(self, results_dir, device: str = "cpu", recalibrate_bn: bool = False) -> dict:
-        """``results.csv`` (run x protocol x score) and ``norms.csv`` for finished runs."""
-        from .evaluation import evaluate_checkpoint
+        """``results.csv`` (run x protocol x score) and ``norms.csv`` for finished runs.
+        One extraction per run (cached) of both protocols' parts, on data built once."""
         from .extract import extract
         results_dir = Path(results_dir)
         rows, norms = [], []
+        splits = functools.lru_cache(maxsize=1)(self.splits)     # built on the first cache miss
         names = [PRETRAINED] + [self.run_dir(c).name for c in self.cells()]
         for name in names:
             run = self.runs_dir / name
             if not _finished(run):
                 continue
-            ckpt = run / "checkpoint.pt"
-            for protocol in PROTOCOLS:
-                for score in SCORES:
-                    m = evaluate_checkpoint(ckpt, protocol, score, data_root=self.data_root,
-                                            device=device, recalibrate_bn=recalibrate_bn)
-                    rows.append(_row(name, m))
-            logits = {}
-            for parts in (("id_test", "ood_test"), ("paper_id", "paper_ood")):   # cached above
-                logits.update(extract(ckpt, parts=parts, data_root=self.data_root, device=device,
-                                      recalibrate_bn=recalibrate_bn))
-            norms.append(_norm_row(name, m["config"], logits))
+            logits, meta = extract(run / "checkpoint.pt", parts=EVAL_PARTS, data_root=self.data_root,
+                                   device=device, recalibrate_bn=recalibrate_bn, with_meta=True,
+                                   splits=splits)
+            rows += [_row(name, meta["config"], protocol, score, recalibrate_bn, logits)
+                     for protocol in PROTOCOLS for score in SCORES]
+            norms.append(_norm_row(name, meta["config"], logits))
         suffix = "_recalibrated" if recalibrate_bn else ""
         paths = {"results": results_dir / f"results{suffix}.csv",
                  "norms": results_dir / f"norms{suffix}.csv"}
         atomic_write_text(paths["results"], pd.DataFrame(rows).to_csv(index=False))
         atomic_write_text(paths["norms"], pd.DataFrame(norms).to_csv(index=False))
         return {k: str(v) for k, v in paths.items()}
+
+    def splits(self):
+        from .data import build_splits
+        return build_splits(self.grid().pretrain_config().resolved())
+
+
+#: the parts both protocols read (data/protocols.py)
+EVAL_PARTS = ("id_test", "ood_test", "paper_id", "paper_ood")
 
 
 #: the models of the BatchNorm table, each trained under every regime
@@ -165,8 +170,8 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
     """Train what the BatchNorm table needs, then write ``bn_table.csv`` / ``.md``: each
     model x regime, accuracy / AUROC / FPR95 (holdout, MSP), as trained and with BatchNorm
     recalibrated on ID training data (the diagnostic of how much is BatchNorm)."""
-    from .evaluation import evaluate_checkpoint
     from .experiments import to_markdown
+    from .extract import extract
     from .train import train
     train(study.grid().pretrain_config(), study.runs_dir / PRETRAINED, progress=False)
     cells = bn_table_cells(study, alpha, seed)
@@ -174,12 +179,14 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
     for name, seconds in _train_all([(c.to_dict(), str(study.run_dir(c))) for c in todo], jobs):
         log(f"bn table: {name} in {seconds:.0f} s")
     rows = []
+    splits = functools.lru_cache(maxsize=1)(study.splits)
     for cfg in cells:
-        ckpt = study.run_dir(cfg) / "checkpoint.pt"
+        run = study.run_dir(cfg)
         row = {"model": model_label(cfg.method, cfg.lc), "bn": cfg.bn, "alpha": alpha, "seed": seed}
         for recal in (False, True):
-            m = evaluate_checkpoint(ckpt, "holdout", "msp", data_root=study.data_root,
-                                    device=device, recalibrate_bn=recal)
+            logits, meta = extract(run / "checkpoint.pt", parts=EVAL_PARTS, data_root=study.data_root,
+                                   device=device, recalibrate_bn=recal, with_meta=True, splits=splits)
+            m = _row(run.name, meta["config"], "holdout", "msp", recal, logits)
             tag = "_recal" if recal else ""
             row.update({f"accuracy{tag}": m["accuracy"], f"auroc{tag}": m["auroc"],
                         f"fpr95{tag}": m["fpr95"]})
@@ -217,10 +224,20 @@ def _describe(name: str, c: dict) -> dict:
             "seed": c["seed"], "model": model_label(c["method"], c["lc"], c.get("lc_mode", "fixed"))}
 
 
-def _row(name: str, m: dict) -> dict:
-    return {**_describe(name, m["config"]), "protocol": m["protocol"], "score": m["score"],
-            "recalibrate_bn": m["recalibrate_bn"], "accuracy": m["accuracy"], "auroc": m["auroc"],
-            "fpr95": m["fpr95"], "n_id": m["n_id"], "n_ood": m["n_ood"]}
+def _row(name: str, config: dict, protocol: str, score: str, recalibrate_bn: bool,
+         logits: dict) -> dict:
+    """One results row: accuracy (%) on the protocol's ID part, OOD metrics of ``score``
+    (convention ``ours``), as evaluation.evaluate_checkpoint computes them."""
+    from .data.protocols import protocol_parts
+    from .metrics import accuracy, metrics_by_convention
+    from .scores import score as score_fn
+    id_part, ood_part = protocol_parts(protocol)
+    idt, ood = logits[id_part], logits[ood_part]
+    m = metrics_by_convention(score_fn(score, idt["logits"]), score_fn(score, ood["logits"]), "ours")
+    return {**_describe(name, config), "protocol": protocol, "score": score,
+            "recalibrate_bn": recalibrate_bn, "accuracy": accuracy(idt["logits"], idt["labels"]),
+            "auroc": m["auroc"], "fpr95": m["fpr95"], "n_id": int(len(idt["labels"])),
+            "n_ood": int(len(ood["labels"]))}
 
 
 #: quantiles of the logit norm stored per run and part (claim 2, figures)
