@@ -59,54 +59,23 @@ def _bn_layers(model: nn.Module) -> list:
 
 
 @contextlib.contextmanager
-def running_stats_from(model: nn.Module, rows: int | None):
-    """Within the block, train-mode BatchNorm layers of ``model`` update their running
-    statistics from the first ``rows`` rows of their input only (0: no update; ``None``:
-    PyTorch's own update from the whole batch). Normalisation is unchanged: each layer
-    still uses the statistics of its whole input batch."""
-    if rows is None:
+def frozen_running_stats(model: nn.Module, frozen: bool = True):
+    """Within the block (when ``frozen``), train-mode BatchNorm layers of ``model`` still
+    normalise with their batch's statistics but leave their running statistics and batch
+    counter as they are (momentum 0 for PyTorch's own update; no extra work, no sync)."""
+    if not frozen:
         yield
         return
-    handles = []
-    for layer in _bn_layers(model):
-        handles.append(layer.register_forward_pre_hook(_freeze(rows)))
-        handles.append(layer.register_forward_hook(_update_from_rows(rows)))
+    layers = _bn_layers(model)
+    saved = [(layer.momentum, layer.num_batches_tracked.clone()) for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0
     try:
         yield
     finally:
-        for h in handles:
-            h.remove()
-
-
-def _freeze(rows: int):
-    def hook(layer, inputs):
-        if layer.training:   # PyTorch's update with momentum 0 leaves the statistics as they are
-            layer._lmoe_saved = (layer.momentum, int(layer.num_batches_tracked))
-            layer.momentum = 0.0
-    return hook
-
-
-def _update_from_rows(rows: int):
-    def hook(layer, inputs, output):
-        if not layer.training or not hasattr(layer, "_lmoe_saved"):
-            return
-        momentum, tracked = layer._lmoe_saved
-        del layer._lmoe_saved
-        layer.momentum = momentum
-        layer.num_batches_tracked.fill_(tracked)
-        if rows <= 0:
-            return
-        x = inputs[0][:rows].detach().float()
-        dims = [0] + list(range(2, x.dim()))
-        n = x.numel() // x.shape[1]
-        mean = x.mean(dims)
-        var = x.var(dims, correction=1 if n > 1 else 0)
-        layer.num_batches_tracked.add_(1)
-        m = momentum if momentum is not None else 1.0 / float(layer.num_batches_tracked)
-        # new tensors, not in-place: autograd saved the old ones for this forward's backward
-        layer.running_mean = (1 - m) * layer.running_mean + m * mean.to(layer.running_mean.dtype)
-        layer.running_var = (1 - m) * layer.running_var + m * var.to(layer.running_var.dtype)
-    return hook
+        for layer, (momentum, tracked) in zip(layers, saved):
+            layer.momentum = momentum
+            layer.num_batches_tracked.copy_(tracked)
 
 
 @torch.no_grad()
@@ -126,7 +95,8 @@ def recalibrate(model: nn.Module, dataset, device, batch_size: int = 128, seed: 
         layer.momentum = None
     model.train()
     batches = 0
-    with torch.random.fork_rng(devices=[]):
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=True,
                             generator=torch.Generator().manual_seed(seed))

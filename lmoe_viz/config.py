@@ -202,6 +202,8 @@ class RunConfig:
         d["batching"] = d.pop("bn")
         if d["lc_mode"] == "fixed":
             d.pop("lc_mode")
+        if d["batching"] == "joint" and d["id_forward"] == "separate":
+            d["joint_id_forward"] = True     # the ID-only batch joined the joint forward (issue 8)
         if d["aux_exclude"] not in ("mixoe", "none") and Path(d["aux_exclude"]).is_file():
             d["aux_exclude"] = "sha256:" + file_sha256(d["aux_exclude"])   # content, not path
         return d

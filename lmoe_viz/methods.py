@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from . import losses as L
-from .batchnorm import joint_forward, running_stats_from
+from .batchnorm import frozen_running_stats, joint_forward
 
 
 def draw_mix(rng: np.random.Generator, alpha: float, mix_op: str, height: int, width: int):
@@ -66,18 +66,15 @@ def draw_mix(rng: np.random.Generator, alpha: float, mix_op: str, height: int, w
 
 def _forward(model, fn, xs: list, cfg, id_first: bool = True) -> list:
     """Apply ``fn`` (a pass through ``model``) to each tensor of ``xs``: concatenated in
-    one call when the regime is joint, one call each otherwise (batchnorm.py). Under
-    ``id-stats`` only the rows of ``xs[0]``, the step's ID batch when ``id_first``, move
+    one call under ``joint``, one call each otherwise (batchnorm.py). Under ``id-stats``
+    only the forward of ``xs[0]``, the step's ID batch when ``id_first``, moves
     BatchNorm's running statistics."""
-    id_only = cfg.bn == "id-stats"
     if joint_forward(cfg.method, cfg.bn):
-        rows = (len(xs[0]) if id_first else 0) if id_only else None
-        with running_stats_from(model, rows):
-            out = fn(torch.cat(xs))
+        out = fn(torch.cat(xs))
         return list(torch.split(out, [len(x) for x in xs]))
     outs = []
     for i, x in enumerate(xs):
-        with running_stats_from(model, (None if i == 0 and id_first else 0) if id_only else None):
+        with frozen_running_stats(model, cfg.bn == "id-stats" and not (i == 0 and id_first)):
             outs.append(fn(x))
     return outs
 

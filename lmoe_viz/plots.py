@@ -213,8 +213,12 @@ def tradeoff(summary, protocol: str = "holdout", score: str = "msp", references=
 
 def paired_effects(tests, claim: str = "1a", ylabel: str = "AUROC(w/ L_LC) - AUROC(without)"):
     """Paired effects of one claim's tests with their 95% intervals: one panel per score
-    (columns) and protocol (rows), alpha on x, one colour per method (and mode)."""
-    t = tests[tests["claim"] == claim]
+    (columns) and protocol (rows), alpha on x, one colour per method (and mode): the
+    claims tested per method and alpha (1a, 1b, 2, 5a, 5b)."""
+    if claim not in ("1a", "1b", "2", "5a", "5b"):
+        raise ValueError(f"claim {claim!r} is not tested per method and alpha; "
+                         "paired_effects draws 1a, 1b, 2, 5a or 5b")
+    t = tests[(tests["claim"] == claim) & (tests["n_seeds"] > 0)]
     protocols = [p for p in ("holdout", "paper") if p in set(t["protocol"])]
     known = ("msp", "maxlogit", "energy", "l2norm")
     scores = sorted(dict.fromkeys(t["score"]), key=lambda x: known.index(x) if x in known else 9)

@@ -111,12 +111,14 @@ class Study:
         todo = pending[:max_runs]
         log(f"study {self.preset}: {total - len(pending)} of {total} runs finished, "
             f"{len(pending)} to train; training {len(todo)} now ({jobs} at a time)")
-        done = 0
-        for name, seconds in _train_all([(c.to_dict(), str(self.run_dir(c))) for c in todo], jobs):
+        done, failed = 0, []
+        for name, seconds, error in _train_all([(c.to_dict(), str(self.run_dir(c))) for c in todo], jobs):
             done += 1
-            log(f"[{done}/{len(todo)}] {name} in {seconds:.0f} s "
-                f"({(time.time() - t0) / 60:.1f} min so far)")
-        return {"trained": done, "seconds": round(time.time() - t0, 1)}
+            if error:
+                failed.append(name)
+            log(f"[{done}/{len(todo)}] {name} {'FAILED (' + error + ')' if error else 'in'} "
+                f"{seconds:.0f} s ({(time.time() - t0) / 60:.1f} min so far)")
+        return {"trained": done - len(failed), "failed": failed, "seconds": round(time.time() - t0, 1)}
 
     def evaluate(self, results_dir, device: str = "cpu", recalibrate_bn: bool = False) -> dict:
         """``results.csv`` (run x protocol x score) and ``norms.csv`` for finished runs.
@@ -176,8 +178,13 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
     train(study.grid().pretrain_config(), study.runs_dir / PRETRAINED, progress=False)
     cells = bn_table_cells(study, alpha, seed)
     todo = [c for c in cells if not _finished(study.run_dir(c))]
-    for name, seconds in _train_all([(c.to_dict(), str(study.run_dir(c))) for c in todo], jobs):
-        log(f"bn table: {name} in {seconds:.0f} s")
+    for name, seconds, error in _train_all([(c.to_dict(), str(study.run_dir(c))) for c in todo], jobs):
+        log(f"bn table: {name} {'FAILED (' + error + ')' if error else 'in'} {seconds:.0f} s")
+    missing = [study.run_dir(c).name for c in cells if not _finished(study.run_dir(c))]
+    if missing:
+        from .errors import UserError
+        raise UserError(f"the BatchNorm table misses {len(missing)} run(s) ({', '.join(missing)}); "
+                        "see the log above and rerun --bn-table")
     rows = []
     splits = functools.lru_cache(maxsize=1)(study.splits)
     for cfg in cells:
@@ -262,19 +269,25 @@ def _norm_row(name: str, config: dict, logits: dict) -> dict:
 NORM_BINS = np.append(0.0, np.geomspace(0.01, 1000.0, 101))
 
 
-def _train_one(cfg_dict: dict, out_dir: str, threads: int) -> tuple[str, float]:
+def _train_one(cfg_dict: dict, out_dir: str, threads: int) -> tuple[str, float, str | None]:
+    """Train one run; (name, seconds, error line or None): one failed run does not stop
+    the others (rerun the study to retry it)."""
     import torch
 
     from .train import train
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
-    train(RunConfig.from_dict(cfg_dict), out_dir, progress=False)
-    return Path(out_dir).name, time.time() - t0
+    try:
+        train(RunConfig.from_dict(cfg_dict), out_dir, progress=False)
+        error = None
+    except Exception as exc:  # noqa: BLE001 - reported per run, the study goes on
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    return Path(out_dir).name, time.time() - t0, error
 
 
 def _train_all(tasks: list, jobs: int):
-    """Yield (run name, seconds) as runs finish; ``jobs`` processes of one thread each."""
+    """Yield (run name, seconds, error) as runs finish; ``jobs`` processes of one thread each."""
     if jobs <= 1:
         for cfg, out in tasks:
             yield _train_one(cfg, out, 0)

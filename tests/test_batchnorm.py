@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmoe_viz.batchnorm import recalibrate, running_stats_from
+from lmoe_viz.batchnorm import frozen_running_stats, recalibrate
 from lmoe_viz.config import RunConfig
 from lmoe_viz.methods import objective
 from lmoe_viz.models import SmallResNet
@@ -94,11 +94,13 @@ def test_id_stats_runs_separate_forwards_so_only_running_statistics_differ(metho
     assert not torch.allclose(r_sep, r_id)
 
 
-def test_running_stats_from_zero_rows_leaves_statistics_and_counter():
+def test_frozen_running_stats_leaves_statistics_and_counter_even_on_error():
     model = SmallResNet(3).train()
     before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "tracked" in k}
-    with running_stats_from(model, 0):
+    with frozen_running_stats(model):
         model(torch.randn(4, 1, 8, 8))
+    with pytest.raises(RuntimeError), frozen_running_stats(model):
+        model(torch.randn(4, 3, 8, 8))          # wrong channels: the forward fails midway
     after = model.state_dict()
     assert all(torch.equal(v, after[k]) for k, v in before.items())
     assert model.stem[1].momentum == M      # restored
@@ -117,3 +119,15 @@ def test_recalibrate_gives_id_statistics_and_keeps_rng():
     # cumulative average of equal-size batch means = the mean over the whole set
     assert np.allclose(model.stem[1].running_mean.double().numpy(), mean.numpy(), atol=1e-5)
     assert model.stem[1].momentum == M
+
+
+def test_run_identity_keeps_names_of_runs_made_before_bn_and_marks_the_new_joint_forward():
+    d = RunConfig(method="mixoe", lc=True).resolved().identity()
+    assert d["batching"] == "separate" and "bn" not in d and "lc_mode" not in d
+    assert RunConfig(method="logit_mixoe", lc=True, lc_mode="norm").resolved().identity()["lc_mode"] == "norm"
+    joint_sep = RunConfig(method="logit_mixoe", id_forward="separate").resolved().identity()
+    assert joint_sep["joint_id_forward"] is True
+    assert "joint_id_forward" not in RunConfig(method="logit_mixoe").resolved().identity()
+    legacy = {k: v for k, v in RunConfig(method="oe").to_dict().items() if k != "bn"}
+    old = RunConfig.from_dict({**legacy, "batching": "joint"})
+    assert old.bn == "joint"            # a checkpoint written before --bn still loads

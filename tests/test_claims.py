@@ -78,3 +78,13 @@ def test_write_claims_files(tmp_path):
     md = (tmp_path / "claims.md").read_text()
     assert "BatchNorm regime `id-stats`" in md and "| 1a | L_LC raises AUROC | supported" in md
     assert set(pd.read_csv(paths["verdicts"]).protocol) == {"holdout", "paper"}
+
+
+def test_runs_not_there_yet_are_left_out_and_counted_missing():
+    res = _results()
+    res = res[~((res.method == "logit_mixoe") & (res.alpha == 3.0))]
+    v = verdicts(claim_tests(res))
+    row = v[(v.claim == "1a") & (v.protocol == "holdout")].iloc[0]
+    assert row.tests == 5 and row.missing == 1 and row.verdict == "supported"
+    empty = claim_tests(res[res.method == "oe"])
+    assert empty.empty and verdicts(empty).empty
