@@ -144,7 +144,7 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
         lc_mode = c.get("lc_mode", "fixed")
         rows.append({"run": path.parent.name, "method": c["method"], "lc": bool(c["lc"]),
                      "lc_mode": lc_mode if c["lc"] else "",
-                     "bn": c.get("bn", c.get("batching")), "recalibrate_bn": recalibrate_bn,
+                     "bn": _bn_label(c), "recalibrate_bn": recalibrate_bn,
                      "alpha": c["alpha"] if c["method"] in ("mixoe", "logit_mixoe") else np.nan,
                      "seed": c["seed"], "model": model_label(c["method"], c["lc"], lc_mode),
                      "protocol": protocol, "score": score, "metric_convention": convention,
@@ -155,6 +155,12 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
         raise UserError(f"no finished runs under {runs_dir}; run the grid first "
                         "(notebooks/01_train.ipynb or `lmoe-viz sweep`)")
     return pd.DataFrame(rows)
+
+
+def _bn_label(config: dict) -> str:
+    """The run's BatchNorm regime; ``n/a`` for pretraining (ID forwards only: every regime
+    is the same)."""
+    return "n/a" if config["method"] == "baseline" else config.get("bn", config.get("batching"))
 
 
 def _weights_label(rec) -> str:

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
-from .experiments import PRETRAINED, Grid, cell_name, model_label
+from .experiments import PRETRAINED, Grid, _bn_label, cell_name, model_label
 from .io import atomic_write_text
 from .losses import LC_MODES
 
@@ -227,7 +227,7 @@ def _describe(name: str, c: dict) -> dict:
     lc_mode = c.get("lc_mode", "fixed") if c["lc"] else ""
     return {"run": name, "method": c["method"], "lc": bool(c["lc"]), "lc_mode": lc_mode,
             "variant": ("lc-" + (lc_mode or "fixed")) if c["lc"] else "no-lc",
-            "bn": c.get("bn", c.get("batching")), "alpha": c["alpha"] if mixing else np.nan,
+            "bn": _bn_label(c), "alpha": c["alpha"] if mixing else np.nan,
             "seed": c["seed"], "model": model_label(c["method"], c["lc"], c.get("lc_mode", "fixed"))}
 
 
