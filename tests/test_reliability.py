@@ -212,10 +212,13 @@ def test_local_sweep_on_digits(tmp_path, capsys):
     md = (tmp_path / "tables" / "table1.md").read_text()
     assert "Logit MixOE w/ L_LC" in md and "OE" in md and "Pretrained" in md
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith("_"))
-    assert runs == ["logit_mixoe_a1_s0", "logit_mixoe_lc_a1_s0", "oe_s0", "pretrained"]
+    # one BatchNorm regime for every cell (id-stats, as the notebooks), named in the folder
+    assert runs == ["logit_mixoe_a1_s0_bn-id-stats", "logit_mixoe_lc_a1_s0_bn-id-stats",
+                    "oe_s0_bn-id-stats", "pretrained"]
+    assert "| Logit MixOE w/ L_LC | id-stats |" in md
     # resubmitting finds every cell finished and trains nothing
-    mtime = (tmp_path / "runs" / "oe_s0" / "checkpoint.pt").stat().st_mtime_ns
+    mtime = (tmp_path / "runs" / "oe_s0_bn-id-stats" / "checkpoint.pt").stat().st_mtime_ns
     assert main(["sweep", "--preset", "digits", "--out", str(tmp_path), "--methods", "logit_mixoe",
                  "--lc", "both", "--alphas", "1", "--seeds", "0", "--pretrain-epochs", "1",
                  "--finetune-epochs", "1", "--limit-batches", "2", "--executor", "debug"]) == 0
-    assert (tmp_path / "runs" / "oe_s0" / "checkpoint.pt").stat().st_mtime_ns == mtime
+    assert (tmp_path / "runs" / "oe_s0_bn-id-stats" / "checkpoint.pt").stat().st_mtime_ns == mtime

@@ -9,7 +9,8 @@ from lmoe_viz.cli import main
 from lmoe_viz.errors import UserError
 
 SMALLEST = [("alphas", "[1.0]"), ("seeds", "[0]"), ("pretrain_epochs", "2"),
-            ("finetune_epochs", "1"), ("limit_batches", "3")]
+            ("finetune_epochs", "1"), ("limit_batches", "3"), ("study_seeds", "[0, 1]"),
+            ("study_alphas", "[1.0]"), ("lc_modes", "[fixed]")]
 
 
 @pytest.mark.notebooks
@@ -22,7 +23,8 @@ def test_reproduce_digits_writes_every_artifact(tmp_path):
         executed = nbformat.read(tmp_path / "notebooks" / nb, as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), nb
     figs = ["fig3_logit_norm_histograms", "fig4_logit_pca", "fig5_6_sample_logit_responses",
-            "fig7_beta_distributions"]
+            "fig7_beta_distributions", "claims_tradeoff_holdout", "claims_tradeoff_paper",
+            "claims_lc_effects", "claims_logit_norms"]
     for f in figs:
         for ext in ("png", "pdf"):
             assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 1000, f
@@ -34,6 +36,9 @@ def test_reproduce_digits_writes_every_artifact(tmp_path):
     table = (tmp_path / "tables" / "table1.md").read_text()
     assert "Logit MixOE w/ L_LC" in table and "**" in table
     assert r"\begin{tabular}" in (tmp_path / "tables" / "table1.tex").read_text()
+    # notebook 07: the study of the requested grid, its verdicts under one regime
+    claims_md = (tmp_path / "study" / "results" / "claims.md").read_text()
+    assert "BatchNorm regime `id-stats`" in claims_md and "| 1a |" in claims_md
     meta = json.loads((tmp_path / "reproduce.json").read_text())
     assert set(meta["seconds"]) == set(R.NOTEBOOKS)
 
