@@ -158,9 +158,9 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
 
 
 def _bn_label(config: dict) -> str:
-    """The run's BatchNorm regime; ``n/a`` for pretraining (ID forwards only: every regime
-    is the same)."""
-    return "n/a" if config["method"] == "baseline" else config.get("bn", config.get("batching"))
+    """The run's BatchNorm regime; ``ID only`` for pretraining (ID forwards only: every
+    regime is the same). Not ``n/a``: pandas reads that back as a missing value."""
+    return "ID only" if config["method"] == "baseline" else config.get("bn", config.get("batching"))
 
 
 def _weights_label(rec) -> str:
