@@ -47,9 +47,8 @@ REFERENCE_FORWARD = {"baseline": "separate", "oe": "joint", "energy_oe": "joint"
                      "mixoe": "separate", "logit_mixoe": "joint"}
 
 
-def joint_forward(method: str, bn: str) -> bool:
-    """Whether the step's inputs go through one concatenated forward under ``bn`` (only
-    ``joint``; ``method`` is kept for regimes that depend on it)."""
+def joint_forward(bn: str) -> bool:
+    """Whether the step's inputs go through one concatenated forward under ``bn``."""
     return bn == "joint"
 
 

@@ -165,14 +165,9 @@ def _norm_tests(norms: pd.DataFrame, methods, alphas) -> list:
 
 def summary(results: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and number of seeds per (method, variant, regime, alpha, protocol, score)."""
-    keys = ["method", "variant", "model", "bn", "alpha", "protocol", "score"]
-    g = results.fillna({"alpha": -1}).groupby(keys, sort=False)
-    out = g[["accuracy", "auroc", "fpr95"]].agg(["mean", "std"])
-    out.columns = [f"{a}_{b}" for a, b in out.columns]
-    out["n_seeds"] = g.size()
-    out = out.reset_index()
-    out["alpha"] = out["alpha"].replace(-1, np.nan)
-    return out
+    from .experiments import mean_std_over_seeds
+    return mean_std_over_seeds(results, ["method", "variant", "model", "bn", "alpha", "protocol",
+                                         "score"])
 
 
 def _main_bn(df: pd.DataFrame) -> str:

@@ -170,17 +170,24 @@ def _weights_label(rec) -> str:
     return f"file:{rec['sha256'][:12]}" if rec.get("name") == "file" else rec.get("name", "unknown")
 
 
-def summary_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds per (alpha, method, lc), baselines first (Table I layout);
-    runs of another L_LC mode or BatchNorm regime are rows of their own."""
-    keys = ["alpha", "method", "lc", "model"]
-    keys += [k for k in ("lc_mode", "bn", "protocol", "score", "metric_convention") if k in df]
+def mean_std_over_seeds(df: pd.DataFrame, keys: list) -> pd.DataFrame:
+    """Mean and std of accuracy, AUROC and FPR95 and the number of seeds per ``keys``
+    (a missing alpha, for the baselines, is a group of its own)."""
     g = df.fillna({"alpha": -1}).groupby(keys, sort=False)
     out = g[["accuracy", "auroc", "fpr95"]].agg(["mean", "std"])
     out.columns = [f"{a}_{b}" for a, b in out.columns]
     out["n_seeds"] = g.size()
     out = out.reset_index()
     out["alpha"] = out["alpha"].replace(-1, np.nan)
+    return out
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (alpha, method, lc), baselines first (Table I layout);
+    runs of another L_LC mode or BatchNorm regime are rows of their own."""
+    keys = ["alpha", "method", "lc", "model"]
+    keys += [k for k in ("lc_mode", "bn", "protocol", "score", "metric_convention") if k in df]
+    out = mean_std_over_seeds(df, keys)
     order = {"baseline": 0, "oe": 1, "energy_oe": 1.5, "mixoe": 2, "logit_mixoe": 3}
     out["_o"] = out["method"].map(order)
     out = out.sort_values(["_o"]).sort_values(["alpha", "_o", "lc"], na_position="first", kind="stable")

@@ -69,7 +69,7 @@ def _forward(model, fn, xs: list, cfg, id_first: bool = True) -> list:
     one call under ``joint``, one call each otherwise (batchnorm.py). Under ``id-stats``
     only the forward of ``xs[0]``, the step's ID batch when ``id_first``, moves
     BatchNorm's running statistics."""
-    if joint_forward(cfg.method, cfg.bn):
+    if joint_forward(cfg.bn):
         out = fn(torch.cat(xs))
         return list(torch.split(out, [len(x) for x in xs]))
     outs = []
