@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
-from .experiments import PRETRAINED, Grid, _bn_label, cell_name, model_label
+from .experiments import PRETRAINED, Grid, _bn_label, model_label
 from .io import atomic_write_text
 from .losses import LC_MODES
 
@@ -95,8 +95,7 @@ class Study:
         return out
 
     def run_dir(self, cfg: RunConfig) -> Path:
-        return self.runs_dir / cell_name(cfg.method, cfg.lc, cfg.alpha, cfg.seed, cfg.lc_mode,
-                                         cfg.bn)
+        return self.grid().run_dir(cfg)
 
     def pending(self) -> list[RunConfig]:
         return [c for c in self.cells() if not _finished(self.run_dir(c))]
