@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .batchnorm import BN_REGIMES
-from .config import METHODS, MIX_LAYERS, MIX_OPS, SELECTS, RunConfig
+from .config import DECODES, METHODS, MIX_LAYERS, MIX_OPS, SELECTS, RunConfig
 from .data.protocols import PROTOCOLS
 from .errors import UserError
 from .losses import LC_MODES
@@ -44,7 +44,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="epoch kept: best-val (MixOE; paper presets) or last (embedded presets)")
     p.add_argument("--image-size", type=int, default=None,
                    help="paper presets: crop size instead of 448 (resize keeps 512/448), for dry runs")
+    p.add_argument("--decode", default="pil", choices=DECODES,
+                   help="paper presets: pil (MixOE's full decode) or draft (JPEG decoded at "
+                        "1/2-1/8 scale before the resize: faster, slightly different pixels)")
+    p.add_argument("--compile", action="store_true", help="run the network through torch.compile")
+    p.add_argument("--eval-every", type=int, default=None,
+                   help="test metrics every N epochs too, for curves (default: once, at the end)")
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in --out")
+    p.add_argument("--allow-resume-change", action="store_true",
+                   help="resume a run on another world size or device type")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -138,13 +146,15 @@ def config_from_args(args) -> RunConfig:
         weight_decay=args.weight_decay, seed=args.seed, split=args.split,
         faithful=not args.correct_quirks, limit_batches=args.limit_batches,
         data_root=args.data_root, device=args.device, num_workers=args.num_workers,
+        decode=args.decode, compile=args.compile, eval_every=args.eval_every,
         init=getattr(args, "init", None), extra=extra).validate()
 
 
 def cmd_train(args) -> int:
     from .train import train
     cfg = config_from_args(args)
-    out = train(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    out = train(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress,
+                allow_resume_change=args.allow_resume_change)
     if out:
         print(json.dumps({k: out[k] for k in ("accuracy", "auroc", "fpr95", "epoch") if k in out}))
     return 0
@@ -154,7 +164,7 @@ def cmd_evaluate(args) -> int:
     from .evaluation import evaluate_checkpoint
     from .io import atomic_write_json
     from .scores import SCORES
-    from .train import resolve_device
+    from .runtime import resolve_device
     if args.score not in SCORES:
         raise UserError(f"unknown score {args.score!r}; choose one of {', '.join(SCORES)}")
     m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,

@@ -16,6 +16,7 @@ from .batchnorm import BN_REGIMES, REFERENCE_FORWARD
 from .errors import UserError
 from .io import file_sha256
 from .losses import LC_MODES
+from .runtime import default_workers
 
 METHODS = ("baseline", "oe", "energy_oe", "mixoe", "logit_mixoe")
 MIX_OPS = ("mixup", "cutmix")
@@ -24,6 +25,8 @@ DEVICES = ("auto", "cpu", "cuda")
 SELECTS = ("best-val", "last")
 MIX_CONTINUES = ("all", "mixed")
 ID_FORWARDS = ("shared", "separate")
+#: image decoding of the paper presets (data/finegrained.load_rgb)
+DECODES = ("pil", "draft")
 MIX_NOISES = ("none", "additive", "multiplicative", "both")
 #: default BatchNorm regime of each method: its reference code's forwards (batchnorm.py)
 DEFAULT_BN = dict(REFERENCE_FORWARD)
@@ -70,7 +73,10 @@ class RunConfig:
     limit_batches: Optional[int] = None  # cap steps per epoch (smoke tests)
     data_root: Optional[str] = None
     device: str = "auto"
-    num_workers: Optional[int] = None
+    num_workers: Optional[int] = None  # loader workers (None: the preset's, capped by the CPUs)
+    decode: str = "pil"               # paper presets: pil (MixOE's decode) | draft (JPEG DCT-scaled)
+    compile: bool = False             # run the network through torch.compile
+    eval_every: Optional[int] = None  # test metrics every N epochs too (None: once, at the end)
     init: Optional[str] = None        # checkpoint to fine-tune from
     extra: dict = field(default_factory=dict)
 
@@ -91,6 +97,7 @@ class RunConfig:
         _choice("mix_continue", self.mix_continue, MIX_CONTINUES)
         _choice("id_forward", self.id_forward, ID_FORWARDS)
         _choice("mix_noise", self.mix_noise, MIX_NOISES)
+        _choice("decode", self.decode, DECODES)
         self._validate_numbers()
         self._validate_combinations()
         return self
@@ -104,7 +111,7 @@ class RunConfig:
             if v is not None and not v >= 0:
                 raise UserError(f"{name} must be >= 0, got {v}; pass e.g. "
                                 f"--{name.replace('_', '-')} 1")
-        for name in ("epochs", "batch_size", "limit_batches", "aux_ratio"):
+        for name in ("epochs", "batch_size", "limit_batches", "aux_ratio", "eval_every"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise UserError(f"{name} must be a positive integer, got {v!r}")
@@ -146,7 +153,10 @@ class RunConfig:
             if getattr(out, key) is None:
                 setattr(out, key, d[key])
         if out.num_workers is None:
-            out.num_workers = preset.num_workers
+            out.num_workers = default_workers(preset.num_workers)
+        if out.decode != "pil" and preset.arch != "resnet50":
+            raise UserError(f"--decode {out.decode} applies to the paper presets (JPEG files); "
+                            f"{preset.name} holds its images in memory: leave --decode out")
         if out.bn is None:
             out.bn = DEFAULT_BN[out.method]
         if out.mix_layer is None:
@@ -195,8 +205,11 @@ class RunConfig:
         The initial checkpoint, the initial weights and a WebVision exclusion file enter
         the run's identity through their content hash (train.py), not their path."""
         d = self.to_dict()
-        for key in ("data_root", "device", "num_workers", "init", "weights"):
+        for key in ("data_root", "device", "num_workers", "init", "weights", "compile",
+                    "eval_every"):
             d.pop(key)
+        if d["decode"] == "pil":            # the default decode adds nothing: old names stay
+            d.pop("decode")
         # names of runs made before --bn / --lc-mode stay valid: the regime keeps its old
         # key, and the default L_LC adds nothing
         d["batching"] = d.pop("bn")

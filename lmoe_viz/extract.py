@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .io import atomic_save, atomic_write_json, dict_hash, file_sha256, read_json
+from .runtime import dist_info, resolve_device
 
 PARTS = ("id_test", "ood_test", "id_val", "aux", "paper_id", "paper_ood", "coarse_ood")
 
@@ -47,6 +48,28 @@ def predict(model, dataset, device="cpu", batch_size: int = 256, num_workers: in
     return {k: torch.cat(v).numpy()[:limit] for k, v in out.items()}
 
 
+def predict_all(model, dataset, device="cpu", num_workers: int = 0) -> dict:
+    """``predict`` over the whole dataset. Under DDP each rank takes every world-th item
+    and the parts are gathered in order, so every rank gets the full result and no rank
+    waits the length of a test set at a barrier."""
+    rank, world = dist_info()
+    if world == 1:
+        return predict(model, dataset, device, num_workers=num_workers)
+    import torch.distributed as dist
+    from torch.utils.data import Subset
+    part = predict(model, Subset(dataset, range(rank, len(dataset), world)), device,
+                   num_workers=num_workers)
+    parts: list = [None] * world
+    dist.all_gather_object(parts, part)
+    out = {}
+    for k in part:
+        full = np.empty((len(dataset),) + parts[0][k].shape[1:], dtype=parts[0][k].dtype)
+        for r, p in enumerate(parts):
+            full[r::world] = p[k]
+        out[k] = full
+    return out
+
+
 def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inputs=None,
               recalibrate_bn: bool = False) -> str:
     """The cache entry of one extraction: the checkpoint's content, what was extracted,
@@ -76,7 +99,6 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     from .data import build_splits
     from .data.protocols import inputs_digest, part_dataset
     from .models import load_checkpoint, model_from_checkpoint
-    from .train import resolve_device
     device = resolve_device(device) if device in ("auto", "cpu", "cuda") else device
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)

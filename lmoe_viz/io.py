@@ -83,12 +83,22 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+_SHA_MEMO: dict = {}
+
+
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The file's sha256, remembered per (path, inode, size, mtime): a sweep or study that
+    checks many runs against one initial checkpoint reads it once per process. An atomic
+    rewrite (io.atomic_path) gives a new inode, so a replaced file is hashed again."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _SHA_MEMO:
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                h.update(block)
+        _SHA_MEMO[key] = h.hexdigest()
+    return _SHA_MEMO[key]
 
 
 def dict_hash(obj: Any) -> str:

@@ -190,6 +190,8 @@ OBJECTIVES = {"baseline": baseline, "oe": oe, "energy_oe": energy_oe, "mixoe": m
 
 def objective(model, cfg, num_classes: int, x_in, y, x_out=None, lam: float = 1.0,
               box=None):
-    """The loss of ``cfg.method`` for one step, and the terms to log (floats)."""
+    """The loss of ``cfg.method`` for one step, and the terms to log: detached tensors on
+    the step's device (the loop sums them there and reads them once per log interval)
+    and ``lam`` as a float."""
     loss, terms = OBJECTIVES[cfg.method](model, cfg, num_classes, x_in, y, x_out, lam, box)
-    return loss, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in terms.items()}
+    return loss, {k: v.detach() if torch.is_tensor(v) else float(v) for k, v in terms.items()}

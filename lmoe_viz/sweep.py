@@ -1,71 +1,400 @@
-"""``lmoe-viz sweep``: a grid of runs through submitit, Slurm on a cluster or local.
+"""``lmoe-viz sweep``: a grid of runs through submitit, on a Slurm cluster or on this machine.
 
-One shared pretrained model is trained first (one job), then every cell (alpha x method x
-L_LC x seed, plus OE) is one job; ``--parallel K`` cells run at a time. Every cell is an
-ordinary ``train()`` run in its own folder, so a killed or pre-empted job resumes from its
-last epoch when the sweep is submitted again, and finished cells return at once. The
-results are gathered into the one results table (``DIR/tables/table1.*``).
+One shared pretrained model is trained first, then every cell (alpha x method x L_LC x seed,
+plus OE) is an ordinary ``train()`` run in its own folder ``DIR/runs/<cell>``. A cell whose
+folder holds a finished run of the same config (metrics.json ``finished`` with the
+``run_hash`` train() gives it) is never submitted again, and a killed, timed-out or
+pre-empted job resumes from its last epoch: rerunning the same command resumes a sweep.
 
-``--executor local`` runs jobs as local processes (submitit's LocalExecutor);
-``--executor slurm`` submits with sbatch (``--partition``, ``--gpus``, ``--timeout-min``...).
+``--executor slurm`` submits and returns. The pretraining is one job; every unfinished cell
+goes into ONE job array (``#SBATCH --array=0-K%P``, at most ``--parallel`` P running) that
+starts when the pretraining has succeeded (``--dependency=afterok:<id>``; if it fails, Slurm
+cancels the array: ``--kill-on-invalid-dep=yes``). The job ids go to ``DIR/sweep.json``;
+``lmoe-viz sweep --status DIR`` shows each cell's state and, once every cell has finished,
+gathers the results table ``DIR/tables/table1.*``. Resubmitting submits only the cells that
+are neither finished nor still queued or running (Slurm's sacct says which).
+
+``--executor local`` runs the jobs as processes of this machine (submitit's LocalExecutor),
+``--parallel`` at a time, each with a GPU of its own (round robin) when torch sees GPUs;
+``--executor debug`` runs them in this process. Both wait and write the table.
+
+Resources follow the preset (job_resources): ``--timeout-min`` defaults to TIMEOUT_MIN,
+CPUs per task are the preset's loader workers + 1; a job that runs out of time is requeued
+by submitit (TrainJob.checkpoint) and resumes.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import shutil
 import time
 from pathlib import Path
 
 from .errors import UserError
 from .experiments import PRETRAINED, Grid, export_table, results_table, summary_table
 
+MANIFEST = "sweep.json"
+#: default --timeout-min of one job, per preset: digits trains in seconds and Fashion-MNIST in
+#: minutes on a CPU; a paper preset's 90-epoch ResNet-50 pretraining takes hours on one GPU,
+#: and 24 h is within the time limit of most Slurm partitions
+TIMEOUT_MIN = {"digits": 30, "fashion-mnist": 120}
+PAPER_TIMEOUT_MIN = 24 * 60
+#: default --parallel (cells running at a time) per executor
+PARALLEL = {"local": 1, "debug": 1, "slurm": 8}
+#: Slurm job states (sacct) of a job still queued or running, and of a job that ended badly
+LIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING",
+        "SUSPENDED", "PREEMPTED"}
+ENDED_BADLY = {"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+               "DEADLINE"}
+
 
 def _train_job(cfg_dict: dict, out_dir: str) -> dict:
-    """What one job runs (module level, so it pickles by reference)."""
+    """Train one run (module level, so it pickles by reference; study.py calls it too)."""
     from .config import RunConfig
     from .train import train
     return train(RunConfig.from_dict(cfg_dict), out_dir, progress=False)
 
 
-def make_executor(kind: str, folder: Path, timeout_min: int = 60, partition: str | None = None,
-                  gpus: int = 0, cpus: int = 4, mem_gb: int = 16):
-    import submitit
-    if kind not in ("local", "slurm", "debug"):
-        raise UserError(f"unknown executor {kind!r}; choose local, slurm or debug")
-    ex = submitit.AutoExecutor(folder=str(folder), cluster=kind)
-    params = {"timeout_min": timeout_min, "name": "lmoe-viz"}
+class TrainJob:
+    """What one job runs: ``_train_job``. Its ``checkpoint`` method follows submitit's
+    Checkpointable protocol: a job that times out or is pre-empted is requeued with the same
+    arguments, and train() resumes after the last complete epoch."""
+
+    def __call__(self, cfg_dict: dict, out_dir: str) -> dict:
+        return _train_job(cfg_dict, out_dir)
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+# ---- resources ------------------------------------------------------------------------
+
+def _cuda_devices() -> int:
+    import torch
+    return torch.cuda.device_count()
+
+
+def default_timeout_min(preset: str) -> int:
+    """TIMEOUT_MIN of the preset; PAPER_TIMEOUT_MIN for the ResNet-50 (paper) presets."""
+    from .data import get_preset
+    p = get_preset(preset)
+    return TIMEOUT_MIN.get(p.name, PAPER_TIMEOUT_MIN if p.arch == "resnet50" else 60)
+
+
+def job_resources(kind: str, preset: str, gpus: int | None = None, timeout_min: int | None = None,
+                  partition: str | None = None, parallel: int | None = None,
+                  mem_gb: int = 16) -> dict:
+    """submitit parameters of every job (generic names; ``slurm_*`` for Slurm only).
+
+    ``gpus`` per job defaults to one where GPUs are: on this machine when torch sees one
+    (local), on Slurm for the ResNet-50 presets; ``timeout_min`` to default_timeout_min;
+    CPUs per task are the preset's loader workers + 1 (the training process)."""
+    from .data import get_preset
+    p = get_preset(preset)
+    if gpus is None:
+        gpus = {"slurm": int(p.arch == "resnet50"), "local": int(_cuda_devices() > 0)}.get(kind, 0)
+    if gpus < 0:
+        raise UserError(f"--gpus must be >= 0, got {gpus}")
+    if kind == "local" and gpus > _cuda_devices():
+        raise UserError(f"--gpus {gpus} per job, but this machine has {_cuda_devices()} GPU(s); "
+                        f"pass --gpus {_cuda_devices()} or fewer")
+    timeout_min = default_timeout_min(preset) if timeout_min is None else timeout_min
+    if timeout_min < 1:
+        raise UserError(f"--timeout-min must be >= 1, got {timeout_min}")
+    res = {"name": f"lmoe-viz-{p.name}", "timeout_min": timeout_min, "gpus_per_node": gpus,
+           "cpus_per_task": p.num_workers + 1}
     if kind == "slurm":
-        params.update(slurm_partition=partition, gpus_per_node=gpus, cpus_per_task=cpus,
-                      mem_gb=mem_gb)
-        params = {k: v for k, v in params.items() if v is not None}
-    ex.update_parameters(**params)
+        res.update(mem_gb=mem_gb, slurm_partition=partition,
+                   slurm_array_parallelism=_parallel(kind, parallel))
+    return res
+
+
+def _parallel(kind: str, parallel: int | None) -> int:
+    parallel = PARALLEL.get(kind, 1) if parallel is None else parallel
+    if parallel < 1:
+        raise UserError(f"--parallel must be >= 1, got {parallel}")
+    return parallel
+
+
+def local_gpus(slot: int, gpus: int, devices: int) -> tuple:
+    """The GPUs the local job in ``slot`` sees (CUDA_VISIBLE_DEVICES): ``gpus`` of the
+    ``devices``, round robin, so jobs side by side use different GPUs while there are enough."""
+    return tuple((slot * gpus + k) % devices for k in range(gpus)) if devices else ()
+
+
+def make_executor(kind: str, folder, res: dict):
+    """The submitit executor of ``kind`` (local, slurm or debug) with ``res`` (job_resources)."""
+    import submitit
+    if kind == "debug":
+        return submitit.DebugExecutor(folder)
+    if kind == "local":
+        ex = submitit.LocalExecutor(folder)
+        ex.update_parameters(**res)
+        return ex
+    if kind != "slurm":
+        raise UserError(f"unknown executor {kind!r}; choose local, slurm or debug")
+    try:
+        ex = submitit.AutoExecutor(folder, cluster="slurm")
+    except RuntimeError:
+        raise UserError("--executor slurm needs Slurm's srun and sbatch on PATH; run the sweep on "
+                        "the cluster's login node, or use --executor local") from None
+    ex.update_parameters(**{k: v for k, v in res.items() if v not in (None, 0)})
     return ex
 
 
-def run_sweep(grid: Grid, tables_dir, executor: str = "local", parallel: int = 1,
-              **executor_kw) -> dict:
-    runs = Path(grid.runs_dir)
-    ex = make_executor(executor, runs / "_submitit", **executor_kw)
-    t0 = time.time()
-    pre = grid.pretrain_config()
-    ex.submit(_train_job, pre.to_dict(), str(runs / PRETRAINED)).result()
-    cells = grid.cells()
-    for i in range(0, len(cells), max(parallel, 1)):
-        jobs = [ex.submit(_train_job, c.to_dict(), str(grid.run_dir(c)))
-                for c in cells[i:i + max(parallel, 1)]]
-        for job, cfg in zip(jobs, cells[i:i + max(parallel, 1)]):
-            try:
-                job.result()
-            except Exception as exc:  # noqa: BLE001 - report which cell failed and how to resume
-                raise UserError(f"cell {grid.run_dir(cfg).name} failed ({str(exc).strip().splitlines()[-1]}); "
-                                f"its log is under {runs / '_submitit'}; rerun the sweep to resume") from None
-    table = results_table(runs)
-    paths = export_table(summary_table(table), tables_dir)
-    return {"cells": len(cells), "seconds": round(time.time() - t0, 1), "tables": paths}
+# ---- which runs are finished ----------------------------------------------------------
 
+def expected_run_hash(cfg) -> str | None:
+    """The ``run_hash`` train() gives ``cfg`` (train.train's identity: the resolved config,
+    the initial checkpoint's sha256, else the initial weights); None while ``cfg.init`` is
+    missing (a cell's pretraining has not run)."""
+    from .io import dict_hash, file_sha256
+    from .weights import weights_identity
+    r = cfg.resolved()
+    if r.init and not Path(r.init).is_file():
+        return None
+    return dict_hash({**r.identity(), "init_sha256": file_sha256(r.init) if r.init else None,
+                      "weights": None if r.init else weights_identity(r.weights)})
+
+
+def read_metrics(run_dir) -> dict | None:
+    path = Path(run_dir) / "metrics.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_finished(cfg, run_dir) -> bool:
+    """True when ``run_dir`` holds the finished run of ``cfg`` (train() would return at once)."""
+    m = read_metrics(run_dir)
+    return bool(m and m.get("finished") and m.get("run_hash") == expected_run_hash(cfg))
+
+
+def _runs(grid: Grid) -> list:
+    """[(name, config, run folder)]: the pretraining first, then the cells."""
+    pre = [(PRETRAINED, grid.pretrain_config(), Path(grid.runs_dir) / PRETRAINED)]
+    return pre + [(grid.run_dir(c).name, c, grid.run_dir(c)) for c in grid.cells()]
+
+
+def gather_table(runs_dir, tables_dir) -> dict:
+    """The results table of every finished run under ``runs_dir``: tables_dir/table1.*."""
+    return export_table(summary_table(results_table(runs_dir)), tables_dir)
+
+
+# ---- the manifest DIR/sweep.json ------------------------------------------------------
+
+def write_manifest(out_dir, grid: Grid, kind: str, jobs: dict, folder) -> None:
+    from .io import atomic_write_json
+    atomic_write_json(Path(out_dir) / MANIFEST, {
+        "executor": kind, "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "grid": dataclasses.asdict(grid), "runs": [name for name, _, _ in _runs(grid)],
+        "jobs": jobs, "log_folder": str(folder)})
+
+
+def read_manifest(out_dir) -> dict | None:
+    path = Path(out_dir) / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def grid_of(manifest: dict) -> Grid:
+    return Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["grid"].items()})
+
+
+# ---- job states -----------------------------------------------------------------------
+
+def slurm_states(job_ids) -> dict:
+    """{job id: Slurm state} from one sacct call (submitit's parser); jobs sacct does not know
+    are left out, and all of them without sacct."""
+    job_ids = [j for j in job_ids if j]
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    from submitit.slurm.slurm import SlurmInfoWatcher
+    watcher = SlurmInfoWatcher()
+    for j in job_ids:
+        watcher.register_job(str(j))
+    watcher.update()
+    states = {j: watcher.get_state(str(j), mode="cache").split()[0].upper() for j in job_ids}
+    return {j: s for j, s in states.items() if s != "UNKNOWN"}
+
+
+def one_line(text: str) -> str:
+    """The last line of an error text, without the exception's module path."""
+    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
+    last = lines[-1] if lines else "no message"
+    head, sep, tail = last.partition(": ")
+    return f"{head.rsplit('.', 1)[-1]}{sep}{tail}" if sep and " " not in head else last
+
+
+def job_paths(folder, job_id: str):
+    from submitit.core.utils import JobPaths
+    return JobPaths(folder, job_id=str(job_id), task_id=0)
+
+
+def pickled_error(folder, job_id) -> str | None:
+    """The error line of a job that raised (submitit's result pickle: ("error", trace))."""
+    from submitit.core.utils import pickle_load
+    path = job_paths(folder, job_id).result_pickle
+    try:
+        outcome, value = pickle_load(path)
+    except Exception:  # noqa: BLE001 - no result yet, or not readable: nothing to report
+        return None
+    return one_line(value) if outcome == "error" else None
+
+
+def job_error(job) -> str | None:
+    """Wait for ``job``; None if it succeeded, else its error in one line (never pdb: the
+    debug executor's ``exception()`` runs the job and returns what it raised)."""
+    exc = job.exception()
+    if exc is None:
+        return None
+    return pickled_error(job.paths.folder, job.job_id) or one_line(f"{type(exc).__name__}: {exc}")
+
+
+# ---- running a sweep ------------------------------------------------------------------
+
+def run_sweep(grid: Grid, out_dir, executor: str = "local", parallel: int | None = None,
+              gpus: int | None = None, timeout_min: int | None = None,
+              partition: str | None = None) -> dict:
+    """Slurm: submit and return the job ids; local / debug: run every unfinished run and
+    write the table. Runs already finished are not submitted."""
+    out_dir = Path(out_dir)
+    folder = Path(grid.runs_dir) / "_submitit"
+    res = job_resources(executor, grid.preset, gpus, timeout_min, partition, parallel)
+    ex = make_executor(executor, folder, res)
+    todo = [(n, c, d) for n, c, d in _runs(grid) if not is_finished(c, d)]
+    if executor == "slurm":
+        return submit_slurm(ex, grid, out_dir, todo, folder)
+    t0 = time.time()
+    jobs: dict = {}
+    errors = run_local(ex, res, todo, _parallel(executor, parallel), jobs,
+                       lambda: write_manifest(out_dir, grid, executor, jobs, folder))
+    if errors:
+        raise UserError(f"{len(errors)} run(s) failed: " + "; ".join(errors)
+                        + f"; logs under {folder}; rerun the sweep to resume")
+    paths = gather_table(grid.runs_dir, out_dir / "tables")
+    return {"cells": len(grid.cells()), "seconds": round(time.time() - t0, 1), "tables": paths}
+
+
+def run_local(ex, res: dict, todo: list, parallel: int, jobs: dict, record) -> list:
+    """Run ``todo`` with a waiting executor: the pretraining, then the cells ``parallel`` at a
+    time (slot k of a batch gets local_gpus(k)). Returns the error lines of failed cells; a
+    failed pretraining raises one UserError line naming its log."""
+    devices = _cuda_devices() if res.get("gpus_per_node") else 0
+
+    def submit(name, cfg, out, slot):
+        if devices:
+            ex.update_parameters(visible_gpus=local_gpus(slot, res["gpus_per_node"], devices))
+        job = ex.submit(TrainJob(), cfg.to_dict(), str(out))
+        jobs[name] = job.job_id
+        return job
+    if todo and todo[0][0] == PRETRAINED:
+        job = submit(*todo.pop(0), 0)
+        record()
+        err = job_error(job)
+        if err:
+            log = f"; its log is {job.paths.stderr}" if job.paths.stderr.exists() else ""
+            raise UserError(f"the pretraining job failed ({err}){log}; fix it and rerun the sweep")
+    errors = []
+    for i in range(0, len(todo), parallel):
+        batch = [(name, submit(name, cfg, out, k)) for k, (name, cfg, out) in enumerate(todo[i:i + parallel])]
+        record()
+        errors += [f"{name} ({err})" for name, job in batch if (err := job_error(job))]
+    return errors
+
+
+def submit_slurm(ex, grid: Grid, out_dir: Path, todo: list, folder: Path) -> dict:
+    """Submit the pretraining (unless finished or still queued) and the unfinished cells as one
+    job array after it (afterok); record the ids in DIR/sweep.json; do not wait."""
+    if not todo:
+        paths = gather_table(grid.runs_dir, out_dir / "tables")
+        return {"cells": len(grid.cells()), "submitted": 0, "jobs": {}, "tables": paths}
+    old = (read_manifest(out_dir) or {}).get("jobs", {})
+    states = slurm_states(old.get(n) for n, _, _ in todo)
+    live = {n: old[n] for n, _, _ in todo if states.get(old.get(n)) in LIVE}
+    pre_job = live.get(PRETRAINED)
+    if todo[0][0] == PRETRAINED and pre_job is None:
+        _, cfg, run_dir = todo[0]
+        pre_job = _sbatch(lambda: ex.submit(TrainJob(), cfg.to_dict(), str(run_dir))).job_id
+        live = {}   # cells still queued after an earlier, failed pretraining never start: renew them
+    cells = [(n, c, d) for n, c, d in todo if n != PRETRAINED and n not in live]
+    if cells and pre_job is not None:
+        ex.update_parameters(slurm_additional_parameters={
+            "dependency": f"afterok:{pre_job}", "kill-on-invalid-dep": "yes"})
+    jobs = _sbatch(lambda: ex.map_array(TrainJob(), [c.to_dict() for _, c, _ in cells],
+                                        [str(d) for _, _, d in cells])) if cells else []
+    ids = {**live, **({PRETRAINED: pre_job} if pre_job else {}),
+           **{n: j.job_id for (n, _, _), j in zip(cells, jobs)}}
+    write_manifest(out_dir, grid, "slurm", ids, folder)
+    return {"cells": len(grid.cells()), "submitted": len(cells), "pretrain_job": pre_job,
+            "array_job": jobs[0].job_id.split("_")[0] if jobs else None, "jobs": ids,
+            "still_queued": sorted(n for n in live if n != PRETRAINED),
+            "finished": len(grid.cells()) + 1 - len(todo)}
+
+
+def _sbatch(submit):
+    """Run a submission; sbatch's refusal (a bad partition, time or GPU count) is one line."""
+    try:
+        return submit()
+    except Exception as exc:  # noqa: BLE001 - submitit wraps sbatch's stderr in several types
+        raise UserError(f"sbatch refused the job: {one_line(exc)}; check --partition, --gpus "
+                        "and --timeout-min against the cluster's limits") from None
+
+
+# ---- --status -------------------------------------------------------------------------
+
+def run_state(cfg, run_dir, job, folder, states) -> tuple[str, str]:
+    """(state, detail) of one run: finished, failed, running (epoch e/E) or pending."""
+    if is_finished(cfg, run_dir):
+        return "finished", ""
+    log = f"; log {job_paths(folder, job).stderr}" if job else ""
+    err = pickled_error(folder, job) if job else None
+    slurm = states.get(job, "")
+    if err or slurm in ENDED_BADLY:
+        return "failed", (err or f"Slurm state {slurm}") + log
+    m = read_metrics(run_dir)
+    if m and m.get("finished"):
+        return "failed", f"{run_dir} holds a run of another config; use another --out{log}"
+    epoch = f"epoch {len(m.get('history', []))}/{m['config']['epochs']} done" if m else ""
+    if slurm in ("", "RUNNING", "COMPLETING") and m:
+        return "running", epoch
+    return "pending", " ".join(x for x in (epoch, f"job {job}" if job else "") if x)
+
+
+def sweep_status(out_dir) -> dict:
+    """Print every run's state and a count line; gather the table once every run finished."""
+    out_dir = Path(out_dir)
+    manifest = read_manifest(out_dir)
+    if manifest is None:
+        raise UserError(f"no sweep in {out_dir} ({MANIFEST} not found); start one with "
+                        f"`lmoe-viz sweep --out {out_dir} ...`")
+    grid, jobs, folder = grid_of(manifest), manifest.get("jobs", {}), manifest["log_folder"]
+    states = slurm_states(jobs.values()) if manifest["executor"] == "slurm" else {}
+    print(f"sweep {out_dir} ({manifest['executor']}, submitted {manifest['submitted']})")
+    counts: dict = {}
+    for name, cfg, run_dir in _runs(grid):
+        state, detail = run_state(cfg, run_dir, jobs.get(name), folder, states)
+        counts[state] = counts.get(state, 0) + (name != PRETRAINED)
+        print(f"  {name:<40} {state:<9} {detail}".rstrip())
+    n = len(grid.cells())
+    print(f"{counts.get('finished', 0)} of {n} cells finished, " + ", ".join(
+        f"{counts.get(s, 0)} {s}" for s in ("running", "pending", "failed")))
+    if counts.get("finished", 0) == n:
+        paths = gather_table(grid.runs_dir, out_dir / "tables")
+        print(f"all done; table {paths['md']}")
+        return {"done": True, "counts": counts, "tables": paths}
+    return {"done": False, "counts": counts}
+
+
+# ---- command line ---------------------------------------------------------------------
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid through submitit (Slurm or local)")
     p.add_argument("--preset", default="digits")
-    p.add_argument("--out", required=True, help="sweep folder (runs/ and tables/ inside)")
+    p.add_argument("--out", default=None, help="sweep folder (runs/, tables/, sweep.json inside)")
+    p.add_argument("--status", default=None, metavar="DIR",
+                   help="show the state of the sweep in DIR; gather its table when every cell finished")
     p.add_argument("--methods", nargs="+", default=["mixoe", "logit_mixoe"])
     p.add_argument("--lc", nargs="+", default=["off", "on"], help="off, on or both")
     p.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 1.0, 3.0, 5.0, 10.0])
@@ -82,29 +411,61 @@ def add_parser(sub) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--split", type=int, default=0)
-    p.add_argument("--executor", default="local", help="local, slurm or debug (in-process)")
-    p.add_argument("--parallel", type=int, default=1, help="cells running at a time")
-    p.add_argument("--timeout-min", type=int, default=60)
-    p.add_argument("--partition", default=None)
-    p.add_argument("--gpus", type=int, default=0)
+    p.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),
+                   help="local (processes here, waits), slurm (submits a job array, returns) "
+                        "or debug (in this process)")
+    p.add_argument("--parallel", type=int, default=None,
+                   help=f"cells running at a time (default {PARALLEL['local']} locally, "
+                        f"{PARALLEL['slurm']} on Slurm: the job array's limit)")
+    p.add_argument("--timeout-min", type=int, default=None,
+                   help=f"time limit of one job (default by preset: {TIMEOUT_MIN}, paper "
+                        f"presets {PAPER_TIMEOUT_MIN}); a job that runs out is requeued and resumes")
+    p.add_argument("--partition", default=None, help="Slurm partition")
+    p.add_argument("--gpus", type=int, default=None,
+                   help="GPUs per job (default 1 where there are GPUs: local when torch sees "
+                        "one, Slurm for the paper presets; else 0)")
     p.set_defaults(func=cmd_sweep)
 
 
-def cmd_sweep(args) -> int:
+def grid_from_args(args) -> Grid:
     lcs = {"off": (False,), "on": (True,), "both": (False, True)}
     try:
         lc = tuple(sorted({v for x in args.lc for v in lcs[x]}))
     except KeyError as exc:
         raise UserError(f"unknown --lc value {exc.args[0]!r}; use off, on or both") from None
-    grid = Grid(preset=args.preset, runs_dir=str(Path(args.out) / "runs"), methods=tuple(args.methods),
-                lcs=lc, alphas=tuple(args.alphas), seeds=tuple(args.seeds), include_oe=not args.no_oe,
+    return Grid(preset=args.preset, runs_dir=str(Path(args.out).resolve() / "runs"),
+                methods=tuple(args.methods), lcs=lc, alphas=tuple(args.alphas),
+                seeds=tuple(args.seeds), include_oe=not args.no_oe,
                 pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
                 data_root=args.data_root, device=args.device, split=args.split,
                 limit_batches=args.limit_batches, bn=None if args.bn == "reference" else args.bn,
                 lc_modes=tuple(args.lc_modes))
-    for cfg in grid.cells():          # validate every cell before submitting anything
-        cfg.validate()
-    res = run_sweep(grid, Path(args.out) / "tables", args.executor, args.parallel, timeout_min=args.timeout_min,
-                    partition=args.partition, gpus=args.gpus)
-    print(f"sweep: {res['cells']} cells in {res['seconds']} s; table {res['tables']['md']}")
+
+
+def cmd_sweep(args) -> int:
+    if args.status:
+        sweep_status(args.status)
+        return 0
+    if not args.out:
+        raise UserError("sweep needs --out DIR (where the runs go), or --status DIR")
+    grid = grid_from_args(args)
+    for _, cfg, _ in _runs(grid):        # validate every run before submitting anything
+        cfg.resolved()
+    res = run_sweep(grid, args.out, args.executor, args.parallel, args.gpus, args.timeout_min,
+                    args.partition)
+    if args.executor != "slurm":
+        print(f"sweep: {res['cells']} cells in {res['seconds']} s; table {res['tables']['md']}")
+    elif not res["submitted"] and "tables" in res:
+        print(f"sweep: all {res['cells']} cells finished; table {res['tables']['md']}")
+    else:
+        _print_submitted(res, args.out)
     return 0
+
+
+def _print_submitted(res: dict, out) -> None:
+    pre, array = res["pretrain_job"], res["array_job"]
+    cells = (f"{res['submitted']} cell(s) in job {array}" + (f" after job {pre} succeeds" if pre else "")
+             if array else "no cell submitted")
+    print(f"sweep: {f'pretraining job {pre}' if pre else 'pretraining finished'}; {cells}; "
+          f"{res['finished']} run(s) finished before, {len(res['still_queued'])} cell(s) still queued")
+    print(f"follow it with: lmoe-viz sweep --status {out}")

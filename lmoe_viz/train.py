@@ -2,78 +2,190 @@
 
 SGD with momentum 0.9 and Nesterov, weight decay, a per-step cosine schedule (MixOE's
 settings). On CUDA: bf16 autocast (no gradient scaler is needed for bf16), channels_last,
-cudnn.benchmark, pinned memory and non-blocking copies. Under ``torchrun`` the model is
-wrapped in DistributedDataParallel (NCCL on GPUs, gloo on CPU), ID and outlier streams
-are sharded with DistributedSampler (``set_epoch`` each epoch) and rank 0 alone writes.
+cudnn.benchmark, pinned memory, non-blocking copies and the fused SGD kernel;
+``compile=True`` runs the network through ``torch.compile``. Under ``torchrun`` the model
+is wrapped in DistributedDataParallel (runtime.py), the streams are sharded per rank
+(streams.py), evaluation is sharded too and rank 0 alone writes.
+
+The host is not a bottleneck of the step: loss terms are summed on the device and read
+once per log interval; a non-finite loss is detected on the device and checked every
+``CHECK_EVERY`` steps and at the end of each epoch (still naming the first bad epoch and
+step; under DDP every rank stops with the same message). Evaluation runs only where it is
+used: the validation split each epoch for ``select=best-val`` (MixOE's model selection),
+the test sets once on the selected model at the end, and every ``eval_every`` epochs for
+users who want curves.
 
 Determinism and resume. One seed drives everything: at the start of epoch ``e`` the torch,
-numpy and python RNGs are reseeded from ``(seed, e)``, the samplers' order is a function
-of ``(seed, e)`` and lambdas / CutMix boxes come from a numpy Generator seeded with
+numpy and python RNGs are reseeded from ``(seed, e)``, the streams' order is a function of
+``(seed, e)`` and lambdas / CutMix boxes come from a numpy Generator seeded with
 ``(seed, e)``. A checkpoint is written atomically after every epoch with the model,
 optimizer, scheduler, epoch, step, RNG states, history and lambdas; rerunning the same
 command resumes after the last complete epoch and ends with the same metrics as a run
-that was never interrupted. A finished run is not retrained.
+that was never interrupted. A finished run is not retrained; if the process died between
+its checkpoint and its ``metrics.json``, the rerun rewrites ``metrics.json`` from the
+checkpoint (the checkpoint is written first and is the truth). Resuming with another
+world size or device type is refused unless ``allow_resume_change``.
 """
 from __future__ import annotations
 
 import math
-import os
-import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler
 
 from .config import RunConfig
 from .errors import TrainingError, UserError
-from .extract import predict
-from .io import atomic_write_json, dict_hash, file_sha256
+from .extract import predict_all
+from .io import atomic_write_json, dict_hash, file_sha256, read_json
 from .methods import draw_mix, objective
 from .metrics import accuracy, evaluate_logits
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
                      model_from_checkpoint, save_checkpoint)
+from .runtime import (dist_info, epoch_seed, init_distributed, resolve_device, rng_state,
+                      seed_everything, set_rng_state)
+from .streams import stream_loader
 from .weights import load_initial_weights, weights_identity, weights_record
 
 CKPT, METRICS = "checkpoint.pt", "metrics.json"
+#: steps between two device-to-host reads: the non-finite check and the progress postfix
+CHECK_EVERY = 50
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+@dataclass
+class Run:
+    """Everything one training run holds while it runs."""
+    cfg: RunConfig
+    out_dir: Path
+    device: torch.device
+    rank: int
+    world: int
+    ddp: bool
+    splits: object
+    model: torch.nn.Module          # the bare network (what is saved and evaluated)
+    net: torch.nn.Module            # what the step calls: DDP and/or torch.compile wrapped
+    opt: torch.optim.Optimizer
+    sched: object
+    id_loader: object
+    aux_loader: object | None
+    steps_per_epoch: int
+    image_hw: tuple                 # the training crop (CutMix boxes)
+    run_hash: str
+    base: dict                      # what every checkpoint carries besides the state
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7919 + 17) % 2**31
+def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = True,
+          allow_resume_change: bool = False) -> dict:
+    """Train ``cfg`` into ``out_dir`` (resuming if a checkpoint of the same run is there)."""
+    cfg = cfg.resolved()
+    out_dir = Path(out_dir)
+    device = resolve_device(cfg.device)
+    ddp = init_distributed(device)
+    rank, world = dist_info()
+    identity = run_identity(cfg)
+    run_hash = dict_hash(identity)
+    resume = _existing_run(out_dir / CKPT, cfg, run_hash, overwrite)
+    if resume is not None and resume.get("finished"):
+        return _finished(resume, out_dir, rank)
+    if resume is not None:
+        _check_runtime(resume, world, device, out_dir, allow_resume_change)
+    run = _setup(cfg, out_dir, device, ddp, rank, world, identity, run_hash)
+    state = _initial_state(run, resume)
+    for epoch in range(state["epoch"], cfg.epochs):
+        t0 = time.time()
+        sums = _train_epoch(run, state, epoch, progress)
+        t1 = time.time()
+        record = {"epoch": epoch + 1, "lr": run.sched.get_last_lr()[0],
+                  **{f"train_{k}": v / max(run.steps_per_epoch, 1) for k, v in sums.items()},
+                  **epoch_metrics(run, epoch)}
+        record.update(seconds=round(time.time() - t0, 3), train_seconds=round(t1 - t0, 3),
+                      eval_seconds=round(time.time() - t1, 3))
+        _end_epoch(run, state, record)
+    if ddp:
+        dist.destroy_process_group()
+    return load_checkpoint(out_dir / CKPT)["final"] if rank == 0 else {}
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but no CUDA GPU is visible; "
-                            "use --device cpu")
-        local = int(os.environ.get("LOCAL_RANK", 0))
-        return torch.device("cuda", local)
-    return torch.device("cpu")
+def run_identity(cfg: RunConfig) -> dict:
+    """What names the run: the config's identity plus the initial weights' content."""
+    return {**cfg.identity(), "init_sha256": file_sha256(cfg.init) if cfg.init else None,
+            "weights": weights_identity(cfg.weights) if not cfg.init else None}
 
 
-def dist_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+# ---------------------------------------------------------------------------- set-up
+
+def _setup(cfg, out_dir, device, ddp, rank, world, identity, run_hash) -> Run:
+    from .data import build_splits
+    splits = build_splits(cfg)
+    if cfg.select == "best-val" and (splits.id_val is None or len(splits.id_val) == 0):
+        raise UserError(f"--select best-val needs validation images of the ID classes and preset "
+                        f"{cfg.preset} has none (val.txt); pass --select last or fix val.txt")
+    model, spec, weights = _initial_model(cfg, splits, device)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
+                          weight_decay=cfg.weight_decay, fused=True if device.type == "cuda" else None)
+    id_loader, aux_loader = _loaders(cfg, splits, device, rank, world)
+    steps = len(id_loader) if cfg.limit_batches is None else min(len(id_loader), cfg.limit_batches)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(steps * cfg.epochs, cfg.lr))
+    net = torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
+    if cfg.compile:
+        net = torch.compile(net)
+    base = {"config": cfg.to_dict(), "run_hash": run_hash, "seed": cfg.seed, "split": cfg.split,
+            "arch": spec, "id_classes": splits.id_classes, "ood_classes": splits.ood_classes,
+            "init_sha256": identity["init_sha256"], "weights": weights,
+            "runtime": {"world_size": world, "device": device.type}}
+    image_hw = tuple(splits.id_train[0][0].shape[-2:])   # before any epoch reseeds the RNGs
+    return Run(cfg, out_dir, device, rank, world, ddp, splits, model, net, opt, sched,
+               id_loader, aux_loader, steps, image_hw, run_hash, base)
 
 
-def init_distributed(device: torch.device) -> bool:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
-        return False
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+def _initial_model(cfg, splits, device):
+    """The network to train: the ``init`` checkpoint's, or a fresh one with the initial
+    weights (ImageNet for the paper presets), on ``device``."""
+    from .data import get_preset
+    preset = get_preset(cfg.preset)
+    spec = arch_spec(preset.arch, splits.num_classes, preset.channels, cfg.input_size)
+    if cfg.init:
+        init_ckpt = load_checkpoint(cfg.init)
+        check_arch(init_ckpt, spec, cfg.init)
+        model = model_from_checkpoint(init_ckpt)
+        weights = init_ckpt.get("weights", {"name": "unknown", "file": None, "sha256": None})
+    else:
+        if cfg.method != "baseline":
+            raise UserError(f"fine-tuning with method {cfg.method!r} needs --init CKPT "
+                            "(a checkpoint from `lmoe-viz pretrain`)")
+        seed_everything(cfg.seed)
+        model = build_model(preset.arch, splits.num_classes, preset.channels)
+        weights = weights_record(cfg.weights)      # fetches ImageNet's file if not cached
+        load_initial_weights(model, weights)
+    model.to(device)
     if device.type == "cuda":
-        torch.cuda.set_device(device)
-    return True
+        model = model.to(memory_format=torch.channels_last)
+        torch.backends.cudnn.benchmark = True
+    return model, spec, weights
+
+
+def _loaders(cfg, splits, device, rank, world):
+    """The ID stream (one pass an epoch) and, when fine-tuning, the endless outlier stream:
+    ``aux_ratio`` x the ID batch (MixOE's OE: 2), whole batches (streams.py)."""
+    pin = device.type == "cuda"
+    n_id = len(splits.id_train)
+    id_loader = stream_loader(splits.id_train, cfg.batch_size, cfg.seed, rank, world,
+                              cfg.num_workers, pin, stream=0,
+                              drop_last=n_id // world > cfg.batch_size)
+    if cfg.method == "baseline":
+        return id_loader, None
+    batch = cfg.batch_size * cfg.aux_ratio
+    if len(splits.aux) < batch * world:
+        raise UserError(f"the outlier set holds {len(splits.aux)} images, fewer than one outlier "
+                        f"batch ({cfg.batch_size} x aux_ratio {cfg.aux_ratio} x {world} process(es)); "
+                        "lower --batch-size or --aux-ratio, or add outliers")
+    aux_loader = stream_loader(splits.aux, batch, cfg.seed + 1, rank, world, cfg.num_workers, pin,
+                               stream=1, endless=True)
+    return id_loader, aux_loader
 
 
 def cosine_lambda(total_steps: int, lr: float = 1.0, eta_min: float = 1e-6):
@@ -84,190 +196,134 @@ def cosine_lambda(total_steps: int, lr: float = 1.0, eta_min: float = 1e-6):
         1.0 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
 
 
-def _rng_state() -> dict:
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "numpy_pos": int(np_state[2]), "python": list(random.getstate()[1]),
-            "python_version": random.getstate()[0]}
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
-    random.setstate((s["python_version"], tuple(s["python"]), None))
-
-
-def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = True) -> dict:
-    """Train ``cfg`` into ``out_dir`` (resuming if a checkpoint of the same run is there)."""
-    cfg = cfg.resolved()
-    out_dir = Path(out_dir)
-    device = resolve_device(cfg.device)
-    ddp = init_distributed(device)
-    rank, world = dist_info()
-    init_ckpt = load_checkpoint(cfg.init) if cfg.init else None
-    if cfg.method != "baseline" and init_ckpt is None:
-        raise UserError(f"fine-tuning with method {cfg.method!r} needs --init CKPT "
-                        "(a checkpoint from `lmoe-viz pretrain`)")
-    identity = {**cfg.identity(), "init_sha256": file_sha256(cfg.init) if cfg.init else None,
-                "weights": weights_identity(cfg.weights) if init_ckpt is None else None}
-    run_hash = dict_hash(identity)
-    ckpt_path = out_dir / CKPT
-    resume = _existing_run(ckpt_path, run_hash, overwrite)
-    if resume is not None and resume.get("finished"):
-        return resume["final"]
-
-    from .data import build_splits, get_preset
-    preset = get_preset(cfg.preset)
-    splits = build_splits(cfg)
-    if cfg.select == "best-val" and (splits.id_val is None or len(splits.id_val) == 0):
-        raise UserError(f"--select best-val needs validation images of the ID classes and preset "
-                        f"{cfg.preset} has none (val.txt); pass --select last or fix val.txt")
-    spec = arch_spec(preset.arch, splits.num_classes, preset.channels, cfg.input_size)
-    if init_ckpt is not None:
-        check_arch(init_ckpt, spec, cfg.init)
-        model = model_from_checkpoint(init_ckpt)
-        weights = init_ckpt.get("weights", {"name": "unknown", "file": None, "sha256": None})
-    else:
-        seed_everything(cfg.seed)
-        model = build_model(preset.arch, splits.num_classes, preset.channels)
-        weights = weights_record(cfg.weights)      # fetches ImageNet's file if not cached
-        load_initial_weights(model, weights)
-    model.to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-        torch.backends.cudnn.benchmark = True
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True,
-                          weight_decay=cfg.weight_decay)
-    id_sampler = DistributedSampler(splits.id_train, world, rank, shuffle=True, seed=cfg.seed,
-                                    drop_last=True)
-    loader_kw = dict(batch_size=cfg.batch_size, num_workers=cfg.num_workers,
-                     pin_memory=device.type == "cuda", drop_last=len(id_sampler) > cfg.batch_size,
-                     persistent_workers=False)
-    id_loader = DataLoader(splits.id_train, sampler=id_sampler, **loader_kw)
-    needs_aux = cfg.method != "baseline"
-    aux_sampler, aux_loader = _aux_loader(splits, cfg, world, rank, loader_kw) if needs_aux else (None, None)
-    steps_per_epoch = len(id_loader) if cfg.limit_batches is None else min(len(id_loader), cfg.limit_batches)
-    total = steps_per_epoch * cfg.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine_lambda(total, cfg.lr))
+def _initial_state(run: Run, resume) -> dict:
     state = {"epoch": 0, "step": 0, "history": [], "lambdas": [], "best": None}
-    if resume is not None:
-        model.load_state_dict(resume["model"])
-        opt.load_state_dict(resume["optimizer"])
-        sched.load_state_dict(resume["scheduler"])
-        _set_rng_state(resume["rng"])
-        state = {k: resume.get(k) for k in state}
-    net = torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None) if ddp else model
-    h, w = splits.id_train[0][0].shape[-2:]
-    base = {"config": cfg.to_dict(), "run_hash": run_hash, "seed": cfg.seed, "split": cfg.split,
-            "arch": spec, "id_classes": splits.id_classes, "ood_classes": splits.ood_classes,
-            "init_sha256": identity["init_sha256"], "weights": weights}
-    for epoch in range(state["epoch"], cfg.epochs):
-        t0 = time.time()
-        es = epoch_seed(cfg.seed, epoch)
-        seed_everything(es)
-        id_sampler.set_epoch(epoch)
-        aux_iter, aux_round = None, 0
-        if needs_aux:
-            aux_sampler.set_epoch(epoch)
-            aux_iter = iter(aux_loader)
-        mix_rng = np.random.default_rng([cfg.seed, epoch, 12345])
-        sums: dict = {}
-        net.train()
-        bar = _bar(progress and rank == 0, steps_per_epoch, f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}")
-        for i, (x, y, _) in enumerate(id_loader):
-            if i >= steps_per_epoch:
-                break
-            x = _to(x, device)
-            y = y.to(device, non_blocking=True)
-            x_out, lam, box = None, 1.0, None
-            if needs_aux:
-                try:
-                    x_out = next(aux_iter)[0]
-                except StopIteration:
-                    aux_round += 1
-                    aux_sampler.set_epoch(epoch * 1000 + aux_round)
-                    aux_iter = iter(aux_loader)
-                    x_out = next(aux_iter)[0]
-                x_out = _to(x_out, device)
-                if cfg.method in ("mixoe", "logit_mixoe"):
-                    lam, box = draw_mix(mix_rng, cfg.alpha, cfg.mix_op, h, w)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss, terms = objective(net, cfg, splits.num_classes, x, y, x_out, lam, box)
-            if not torch.isfinite(loss):
-                raise TrainingError(
-                    f"non-finite loss ({loss.item()}) at epoch {epoch + 1}, step {state['step'] + 1}; "
-                    f"the last good checkpoint in {out_dir} is kept: lower --lr or check the data")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            state["step"] += 1
-            if "lam" in terms:
-                state["lambdas"].append(terms["lam"])
-            for k, v in {"loss": loss.item(), **terms}.items():
-                sums[k] = sums.get(k, 0.0) + v
+    if resume is None:
+        return state
+    run.model.load_state_dict(resume["model"])
+    run.opt.load_state_dict(resume["optimizer"])
+    run.sched.load_state_dict(resume["scheduler"])
+    set_rng_state(resume["rng"])
+    return {k: resume.get(k) for k in state}
+
+
+# ---------------------------------------------------------------------------- one epoch
+
+class NonFiniteWatch:
+    """The first step whose loss is not finite, kept on the device (no sync per step)."""
+
+    def __init__(self, device):
+        self.first = torch.tensor([math.inf, 0.0], dtype=torch.float64, device=device)
+
+    def update(self, loss: torch.Tensor, step: int) -> None:
+        loss = loss.detach().double()
+        new = torch.stack([torch.full_like(loss, step), loss])
+        bad = ~torch.isfinite(loss) & torch.isinf(self.first[0])
+        self.first = torch.where(bad, new, self.first)
+
+    def check(self, epoch: int, out_dir) -> None:
+        """Raise on every rank alike if any rank saw a non-finite loss."""
+        first = self.first
+        if dist.is_available() and dist.is_initialized():
+            parts = [torch.empty_like(first) for _ in range(dist.get_world_size())]
+            dist.all_gather(parts, first)
+            first = min(parts, key=lambda t: float(t[0]))
+        step, value = first.tolist()
+        if math.isfinite(step):
+            raise TrainingError(
+                f"non-finite loss ({value}) at epoch {epoch + 1}, step {int(step)}; "
+                f"the last good checkpoint in {out_dir} is kept: lower --lr or check the data")
+
+
+def _train_epoch(run: Run, state: dict, epoch: int, progress: bool) -> dict:
+    """One pass over the ID stream; the mean of each loss term (floats)."""
+    cfg, device = run.cfg, run.device
+    seed_everything(epoch_seed(cfg.seed, epoch))
+    run.id_loader.sampler.set_epoch(epoch)
+    aux_iter = None
+    if run.aux_loader is not None:
+        run.aux_loader.sampler.set_epoch(epoch)
+        aux_iter = iter(run.aux_loader)
+    mix_rng = np.random.default_rng([cfg.seed, epoch, 12345])
+    h, w = run.image_hw
+    sums: dict = {}
+    lams: list = []
+    watch = NonFiniteWatch(device)
+    run.net.train()
+    bar = _bar(progress and run.rank == 0, run.steps_per_epoch,
+               f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}")
+    for i, (x, y, _) in enumerate(run.id_loader):
+        if i >= run.steps_per_epoch:
+            break
+        x, y = _to(x, device), y.to(device, non_blocking=True)
+        x_out, lam, box = None, 1.0, None
+        if aux_iter is not None:
+            x_out = _to(next(aux_iter)[0], device)
+            if cfg.method in ("mixoe", "logit_mixoe"):
+                lam, box = draw_mix(mix_rng, cfg.alpha, cfg.mix_op, h, w)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss, terms = objective(run.net, cfg, run.splits.num_classes, x, y, x_out, lam, box)
+        state["step"] += 1
+        watch.update(loss, state["step"])
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        run.opt.step()
+        run.sched.step()
+        if "lam" in terms:
+            lams.append(terms.pop("lam"))
+        for k, v in {"loss": loss.detach(), **terms}.items():
+            sums[k] = sums[k] + v.float() if k in sums else v.float()
+        if (i + 1) % CHECK_EVERY == 0:
+            watch.check(epoch, run.out_dir)
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.set_postfix(loss=f"{float(sums['loss']) / (i + 1):.3f}")
         if bar is not None:
-            bar.close()
-        state["epoch"] = epoch + 1
-        if rank == 0:
-            finished = epoch + 1 == cfg.epochs
-            record = {"epoch": epoch + 1, "seconds": round(time.time() - t0, 3),
-                      "lr": sched.get_last_lr()[0],
-                      **{f"train_{k}": v / max(steps_per_epoch, 1) for k, v in sums.items()},
-                      **epoch_metrics(model, splits, device)}
-            state["history"].append(record)
-            _track_best(state, record, model, cfg.select)
-            final = None
-            if finished:
-                _select_weights(model, state, cfg.select)
-                final = _final_metrics(model, splits, device, cfg, state, run_hash, world, weights)
-            save_checkpoint(ckpt_path, {**base, **_saved_state(state, finished),
-                                        "model": model.state_dict(),
-                                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                                        "rng": _rng_state(), "finished": finished, "final": final})
-            atomic_write_json(out_dir / METRICS, {**(final or _partial(record, cfg, run_hash)),
-                                                 "history": state["history"],
-                                                 "lambdas": state["lambdas"], "finished": finished})
-        if ddp:
-            dist.barrier()
-    if ddp:
-        dist.destroy_process_group()
-    return load_checkpoint(ckpt_path)["final"] if rank == 0 else {}
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    watch.check(epoch, run.out_dir)
+    state["lambdas"].extend(lams)
+    out = dict(zip(sums, torch.stack(list(sums.values())).tolist())) if sums else {}
+    if lams:
+        out["lam"] = float(sum(lams))
+    return out
 
 
-def _aux_loader(splits, cfg, world, rank, loader_kw):
-    """The outlier stream: ``aux_ratio`` x the ID batch (MixOE's OE: 2), whole batches."""
-    batch = cfg.batch_size * cfg.aux_ratio
-    if len(splits.aux) < batch * world:
-        raise UserError(f"the outlier set holds {len(splits.aux)} images, fewer than one outlier "
-                        f"batch ({cfg.batch_size} x aux_ratio {cfg.aux_ratio} x {world} process(es)); "
-                        "lower --batch-size or --aux-ratio, or add outliers")
-    sampler = DistributedSampler(splits.aux, world, rank, shuffle=True, seed=cfg.seed + 1,
-                                 drop_last=True)
-    return sampler, DataLoader(splits.aux, sampler=sampler, **{**loader_kw, "batch_size": batch,
-                                                               "drop_last": True})
+def _to(x, device):
+    x = x.to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
-def evaluate(model, splits, device, score: str = "msp") -> dict:
+def _bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+def evaluate(model, splits, device, score: str = "msp", num_workers: int = 0) -> dict:
     """Accuracy (%) on ID test and OOD metrics (MSP by default) on ID vs OOD test: the
-    ``holdout`` protocol with our metric conventions (evaluation.py has all protocols)."""
-    idt, ood = predict(model, splits.id_test, device), predict(model, splits.ood_test, device)
+    ``holdout`` protocol with our metric conventions (evaluation.py has all protocols).
+    Sharded across DDP ranks (extract.predict_all); every rank gets the result."""
+    idt = predict_all(model, splits.id_test, device, num_workers)
+    ood = predict_all(model, splits.ood_test, device, num_workers)
     return {**evaluate_logits(idt["logits"], idt["labels"], ood["logits"], score),
             "protocol": "holdout", "metric_convention": "ours"}
 
 
-def epoch_metrics(model, splits, device) -> dict:
-    """What each epoch records: validation accuracy where the preset has a val split (the
-    paper presets: test sets are evaluated once, on the selected model), otherwise the
-    full test metrics (the small embedded presets, where it is cheap)."""
-    if splits.id_val is not None:
-        v = predict(model, splits.id_val, device)
-        return {"val_accuracy": accuracy(v["logits"], v["labels"])}
-    return evaluate(model, splits, device)
+def epoch_metrics(run: Run, epoch: int) -> dict:
+    """What epoch ``epoch`` (0-based) records: validation accuracy when it selects the model
+    (``best-val``), the test metrics every ``eval_every`` epochs; nothing otherwise (the
+    test sets are evaluated once, on the selected model, at the end)."""
+    cfg, out = run.cfg, {}
+    if cfg.select == "best-val":
+        v = predict_all(run.model, run.splits.id_val, run.device, cfg.num_workers)
+        out["val_accuracy"] = accuracy(v["logits"], v["labels"])
+    if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
+        out.update(evaluate(run.model, run.splits, run.device, num_workers=cfg.num_workers))
+    return out
 
 
 def _track_best(state: dict, record: dict, model, select: str) -> None:
@@ -281,20 +337,45 @@ def _track_best(state: dict, record: dict, model, select: str) -> None:
                          "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
 
 
-def _select_weights(model, state: dict, select: str) -> None:
-    """Load the selected epoch's weights into ``model`` (best-val; last: nothing to do)."""
-    if select == "best-val":
-        model.load_state_dict(state["best"]["model"])
-
-
-def _final_metrics(model, splits, device, cfg, state, run_hash, world, weights) -> dict:
-    selected = state["best"]["epoch"] if cfg.select == "best-val" else state["epoch"]
-    metrics = evaluate(model, splits, device)
-    if splits.id_val is not None:
+def _final_metrics(run: Run, state: dict) -> dict:
+    """The selected model's test metrics (MixOE: best-val epoch; else the last)."""
+    cfg = run.cfg
+    if cfg.select == "best-val":
+        run.model.load_state_dict(state["best"]["model"])
+        selected = state["best"]["epoch"]
+    else:
+        selected = state["epoch"]
+    metrics = evaluate(run.model, run.splits, run.device, num_workers=cfg.num_workers)
+    if run.splits.id_val is not None and "val_accuracy" in state["history"][selected - 1]:
         metrics["val_accuracy"] = state["history"][selected - 1]["val_accuracy"]
     return {**metrics, "epoch": state["epoch"], "select": cfg.select, "selected_epoch": selected,
-            "run_hash": run_hash, "config": cfg.to_dict(), "world_size": world,
-            "steps": state["step"], "weights": weights, **splits.describe()}
+            "run_hash": run.run_hash, "config": cfg.to_dict(), "world_size": run.world,
+            "steps": state["step"], "weights": run.base["weights"], **run.splits.describe()}
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+def _end_epoch(run: Run, state: dict, record: dict) -> None:
+    """Select, evaluate at the end, then write the checkpoint and (after it) metrics.json."""
+    state["epoch"] = record["epoch"]
+    state["history"].append(record)
+    _track_best(state, record, run.model, run.cfg.select)
+    finished = state["epoch"] == run.cfg.epochs
+    final = _final_metrics(run, state) if finished else None
+    if run.rank == 0:
+        save_checkpoint(run.out_dir / CKPT, {
+            **run.base, **_saved_state(state, finished), "model": run.model.state_dict(),
+            "optimizer": run.opt.state_dict(), "scheduler": run.sched.state_dict(),
+            "rng": rng_state(), "finished": finished, "final": final})
+        atomic_write_json(run.out_dir / METRICS, metrics_document(
+            final or _partial(record, run.cfg, run.run_hash), state, finished))
+    if run.ddp:
+        dist.barrier()
+
+
+def metrics_document(head: dict, state: dict, finished: bool) -> dict:
+    """metrics.json: the final (or latest) metrics, the history, the lambdas drawn."""
+    return {**head, "history": state["history"], "lambdas": state["lambdas"], "finished": finished}
 
 
 def _saved_state(state: dict, finished: bool) -> dict:
@@ -310,27 +391,46 @@ def _partial(record: dict, cfg, run_hash: str) -> dict:
             "run_hash": run_hash, "config": cfg.to_dict()}
 
 
-def _existing_run(ckpt_path: Path, run_hash: str, overwrite: bool):
+def _finished(ckpt: dict, out_dir: Path, rank: int) -> dict:
+    """A finished run's final metrics; ``metrics.json`` rewritten from the checkpoint if a
+    kill came between the two writes (or the file was lost)."""
+    path = out_dir / METRICS
+    try:
+        current = read_json(path)
+        agrees = current.get("finished") and current.get("run_hash") == ckpt["run_hash"]
+    except (OSError, ValueError, AttributeError):
+        agrees = False
+    if not agrees and rank == 0:
+        atomic_write_json(path, metrics_document(ckpt["final"], ckpt, True))
+    return ckpt["final"]
+
+
+def _existing_run(ckpt_path: Path, cfg: RunConfig, run_hash: str, overwrite: bool):
     """The checkpoint to resume from, None to start afresh; refuse another run's folder."""
-    if not ckpt_path.exists():
-        return None
-    if overwrite:
+    if not ckpt_path.exists() or overwrite:
         return None
     ckpt = load_checkpoint(ckpt_path)
     if ckpt.get("run_hash") != run_hash:
         raise UserError(f"{ckpt_path.parent} holds a run of a different config "
-                        f"(run {ckpt.get('run_hash')}, this one {run_hash}); choose another --out "
-                        "or pass --overwrite")
+                        f"({_config_difference(ckpt.get('config') or {}, cfg.to_dict())}); "
+                        "choose another --out or pass --overwrite")
     return ckpt
 
 
-def _to(x, device):
-    x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+def _config_difference(there: dict, here: dict) -> str:
+    diff = [f"{k} {there.get(k)!r} there, {here.get(k)!r} here" for k in sorted(here)
+            if there.get(k) != here.get(k) and k not in ("device", "num_workers", "data_root",
+                                                         "compile", "eval_every")]
+    return "; ".join(diff[:3]) if diff else "its initial weights differ"
 
 
-def _bar(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, leave=False)
+def _check_runtime(ckpt: dict, world: int, device, out_dir, allow: bool) -> None:
+    """Refuse to resume on another world size or device type (the per-rank batch, the
+    shards and bf16 autocast would change mid-run), unless ``allow``."""
+    then = ckpt.get("runtime") or {}
+    now = {"world_size": world, "device": device.type}
+    changed = [k for k in now if k in then and then[k] != now[k]]
+    if changed and not allow:
+        raise UserError(f"{out_dir} was trained with " + ", ".join(f"{k} {then[k]}" for k in changed)
+                        + "; this run has " + ", ".join(f"{k} {now[k]}" for k in changed)
+                        + ": resume it as it began or pass --allow-resume-change")

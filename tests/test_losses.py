@@ -111,7 +111,7 @@ def test_lc_mode_reaches_the_objective():
     model = SmallResNet(3).eval()
     x, y, xo = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 0]), torch.randn(4, 1, 8, 8)
     lcs = {m: objective(model, RunConfig(method="logit_mixoe", lc=True, lc_mode=m).resolved(),
-                        3, x, y, xo, 0.25)[1]["lc"] for m in L.LC_MODES}
+                        3, x, y, xo, 0.25)[1]["lc"].item() for m in L.LC_MODES}
     assert lcs["outlier-share"] == pytest.approx(0.75 * lcs["fixed"], rel=1e-5)
     assert lcs["norm"] < lcs["fixed"]
     with pytest.raises(UserError, match="--lc-mode norm shapes the L_LC term: add --lc"):

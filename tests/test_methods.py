@@ -118,7 +118,7 @@ def test_logit_mixoe_cutmix_lambda_same_with_and_without_lc():
     loss_off, t_off = objective(model, off, 3, x, y, xo, 0.9, box)
     loss_on, t_on = objective(model, on, 3, x, y, xo, 0.9, box)
     assert t_off["lam"] == t_on["lam"] == pytest.approx(0.75)
-    assert loss_on.item() == pytest.approx(loss_off.item() + 2.0 * t_on["lc"], rel=1e-5)
+    assert loss_on.item() == pytest.approx(loss_off.item() + 2.0 * t_on["lc"].item(), rel=1e-5)
     z_in, z_out = model(x), model(xo)
     z_mix = L.logit_mix(z_in, z_out, 0.75)
     expected = (L.soft_cross_entropy(z_in, torch.eye(3)[y])

@@ -64,9 +64,12 @@ def read_info(path) -> list[tuple[str, int]]:
 class ImageList(Dataset):
     """Images from paths; items are ``(image, label, sample_id)``."""
 
-    def __init__(self, paths, labels, ids, transform, skip_corrupt: bool = False):
-        self.paths, self.labels, self.ids = list(paths), list(labels), list(ids)
+    def __init__(self, paths, labels, ids, transform, skip_corrupt: bool = False,
+                 decode: str = "pil", draft_size: int | None = None):
+        self.paths = [str(p) for p in paths]     # compact: no Path object per image
+        self.labels, self.ids = list(labels), list(ids)
         self.transform, self.skip_corrupt = transform, skip_corrupt
+        self.decode, self.draft_size = decode, draft_size
         self.skipped = 0
 
     def __len__(self) -> int:
@@ -77,8 +80,7 @@ class ImageList(Dataset):
         for attempt in range(len(self.paths)):
             j = (i + attempt * 7919) % len(self.paths)
             try:
-                with Image.open(self.paths[j]) as img:
-                    img = img.convert("RGB")
+                img = load_rgb(self.paths[j], self.decode, self.draft_size)
                 return self.transform(img), self.labels[j], self.ids[j]
             except (OSError, UnidentifiedImageError, SyntaxError) as exc:
                 if not self.skip_corrupt:
@@ -88,6 +90,22 @@ class ImageList(Dataset):
                 warnings.warn(f"skipped unreadable outlier image {self.paths[j]} "
                               f"({self.skipped} skipped so far in this process)", stacklevel=2)
         raise UserError("no readable image in the auxiliary outlier set")
+
+
+def load_rgb(path, decode: str = "pil", size: int | None = None):
+    """One image as an RGB PIL image.
+
+    ``pil`` (default, MixOE's pipeline): the full-resolution decode, then ``convert("RGB")``.
+    ``draft``: JPEG draft mode first, which lets libjpeg decode at 1/2, 1/4 or 1/8 scale
+    (DCT scaling) as long as both sides stay >= ``size``; the transform's resize then
+    starts from fewer pixels. Pixels differ slightly from ``pil`` (the downscale happens
+    in the DCT domain), so ``draft`` is a named option that enters the run's identity.
+    Non-JPEG files decode as ``pil``."""
+    from PIL import Image
+    with Image.open(path) as img:
+        if decode == "draft" and size and img.format == "JPEG":
+            img.draft("RGB", (size, size))
+        return img.convert("RGB")
 
 
 class LazyImageList(Dataset):
@@ -119,6 +137,11 @@ class LazyImageList(Dataset):
         return getattr(self._get(), name)
 
 
+def resize_of(image_size: int) -> int:
+    """MixOE's square resize before the crop: 512 for 448, the same ratio otherwise."""
+    return int(round(image_size * 512 / 448))
+
+
 def transforms_for(image_size: int, train: bool):
     """MixOE's transforms (utils/dataset.py), for ID train/test images and outliers (train).
 
@@ -128,7 +151,7 @@ def transforms_for(image_size: int, train: bool):
     ``CenterCrop(448)``, ``ToTensor()``, normalisation. ``image_size`` other than 448
     (dry runs, ``--image-size``) scales the resize by the same 512/448 ratio."""
     from torchvision import transforms as T
-    resize = int(round(image_size * 512 / 448))
+    resize = resize_of(image_size)
     tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
         return T.Compose([T.Resize((resize, resize)), T.RandomCrop(image_size),
@@ -229,14 +252,17 @@ def build_paper_splits(name: str, cfg):
     aux_root = Path(cfg.extra.get("aux_root") or root / "webvision")
     s = cfg.input_size
     ttr, tte = transforms_for(s, True), transforms_for(s, False)
+    dec = {"decode": cfg.decode, "draft_size": resize_of(s)}
 
     def outliers():
         paths, aux_info = list_outliers(aux_root, cfg.aux_exclude)
-        return ImageList(paths, [-1] * len(paths), range(len(paths)), ttr, skip_corrupt=True), aux_info
+        return ImageList(paths, [-1] * len(paths), range(len(paths)), ttr, skip_corrupt=True,
+                         **dec), aux_info
     info = {"source": str(ds_dir), "faithful": cfg.faithful, "dropped_labels": dropped}
     return Splits(
-        id_train=ImageList(*tr, ttr), id_val=ImageList(*va, tte), id_test=ImageList(*te_id, tte),
-        ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], tte),
+        id_train=ImageList(*tr, ttr, **dec), id_val=ImageList(*va, tte, **dec),
+        id_test=ImageList(*te_id, tte, **dec),
+        ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], tte, **dec),
         aux=LazyImageList(outliers, info),
         id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(),
         info=info)

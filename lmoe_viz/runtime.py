@@ -1,0 +1,94 @@
+"""Where a run executes: device, processes (DDP), seeds and RNG states.
+
+The low layer under ``train.py`` and ``extract.py`` (both import it; it imports neither).
+
+* ``resolve_device``: ``auto`` is the local CUDA GPU of this process (``LOCAL_RANK``) when
+  one is visible, the CPU otherwise.
+* ``init_distributed``: joins the process group when started by ``torchrun``
+  (``WORLD_SIZE > 1``): NCCL on GPUs, gloo on CPU, with a collective timeout of
+  ``DDP_TIMEOUT`` (evaluation is sharded across ranks, so no rank waits the length of a
+  test set at a barrier; the timeout only catches a real hang).
+* One seed drives everything: ``epoch_seed(seed, e)`` reseeds the torch, numpy and python
+  RNGs at the start of epoch ``e``; the states are saved in every checkpoint.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from .errors import UserError
+
+#: collective timeout of a DDP run: long enough for the largest pause between collectives
+#: (a checkpoint write of ResNet-50 on a slow filesystem), short of hiding a hang for hours
+DDP_TIMEOUT = datetime.timedelta(minutes=60)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919 + 17) % 2**31
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA GPU is visible; "
+                            "use --device cpu")
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world size): (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> bool:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1 or dist.is_initialized():
+        return False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=DDP_TIMEOUT)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return True
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity mask, e.g. a Slurm allocation)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:     # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers(preset_workers: int) -> int:
+    """Loader workers: the preset's number, capped by the CPUs left beside the main
+    process (the paper presets ask for 8; a 2-core laptop gets 1)."""
+    if preset_workers <= 0:
+        return 0
+    return max(1, min(preset_workers, available_cpus() - 1))
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]), "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0]}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+    random.setstate((s["python_version"], tuple(s["python"]), None))

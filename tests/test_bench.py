@@ -1,0 +1,156 @@
+"""benchmarks/: every piece at its toy size on the CPU, so that none can rot.
+
+These tests check the output's structure and that every ratio is finite and positive;
+they set no timing thresholds (the machines running them are shared and noisy).
+"""
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:           # benchmarks/ lives beside the package, not in it
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import gpu, report, step  # noqa: E402
+from benchmarks.__main__ import PIECES, main  # noqa: E402
+from benchmarks.reproduce import reproduce_piece  # noqa: E402
+from benchmarks.timing import interleaved, medians  # noqa: E402
+
+FIGURE_KEYS = {"piece", "name", "value", "unit", "basis", "target", "sense", "meets"}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """One ``python -m benchmarks --tiny`` run (every piece), its JSON and its table."""
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["--tiny", "--results", str(out)]) == 0
+    files = list(out.glob("*.json"))
+    assert len(files) == 1
+    return json.loads(files[0].read_text()), files[0]
+
+
+def test_tiny_run_covers_every_piece_and_records_the_machine(tiny):
+    data, path = tiny
+    assert path.stem == data["machine"] == report.machine_slug("cpu")
+    for key in ("torch", "torchvision", "device", "date", "cpu", "cores", "command",
+                "settings", "figures", "details"):
+        assert key in data, key
+    assert set(data["settings"]) == set(PIECES)
+    assert {f["piece"] for f in data["figures"]} == set(PIECES)
+    for f in data["figures"]:
+        assert set(f) == FIGURE_KEYS, f
+        assert f["name"] != "error", f["basis"]
+        assert f["unit"] and f["basis"]
+
+
+def test_every_figure_is_finite_and_positive(tiny):
+    data, _ = tiny
+    for f in data["figures"]:
+        v = f["value"]
+        assert isinstance(v, (int, float)) and math.isfinite(v), f
+        if f["piece"] == "epoch":       # the default run evaluates nothing per epoch: 0
+            assert v >= 0, f
+        else:
+            assert v > 0, f
+
+
+def test_step_figures_use_the_ideal_pass_counts(tiny):
+    data, _ = tiny
+    names = [f["name"] for f in data["figures"] if f["piece"] == "step"]
+    assert [int(re.search(r"/ (\d) passes", n).group(1)) for n in names] == [2, 2, 3, 2, 3]
+    assert all(f["target"] == 1.10 and f["sense"] == "<=" for f in data["figures"]
+               if f["piece"] == "step")
+
+
+def test_pipeline_reports_draft_speedup_and_workers(tiny):
+    data, _ = tiny
+    names = [f["name"] for f in data["figures"] if f["piece"] == "pipeline"]
+    assert any("draft / pil" in n for n in names)
+    workers = [f for f in data["figures"] if f["piece"] == "pipeline" and f["unit"] == "workers"]
+    assert workers and all(isinstance(f["value"], int) and f["value"] >= 1 for f in workers)
+
+
+def test_gpu_tiny_measures_each_method_and_the_supply(tiny):
+    data, _ = tiny
+    names = {f["name"] for f in data["figures"] if f["piece"] == "gpu"}
+    for k in ("CE", "OE", "MixOE", "MixOE w/ L_LC", "Logit MixOE", "Logit MixOE w/ L_LC"):
+        assert f"{k} b4 eager" in names and f"{k} data supply" in names
+    assert data["settings"]["gpu"]["tiny"] is True
+
+
+def test_table_lists_each_figure_and_its_basis():
+    pieces = [report.Piece("p", [report.Figure("a ratio", 1.05, "x", "two timings", 1.1),
+                                 report.Figure("a rate", 12345.0, "img/s", "a count")],
+                           notes=["judged elsewhere"])]
+    text = report.format_table(pieces)
+    assert "a ratio" in text and "<= 1.10" in text and "yes" in text and "12,345" in text
+    assert "[1] two timings" in text and "[2] a count" in text and "judged elsewhere" in text
+
+
+def test_figure_meets_its_target():
+    assert report.Figure("f", 1.2, "x", "b", 1.1, "<=").meets is False
+    assert report.Figure("f", 0.95, "x", "b", 0.9, ">=").meets is True
+    assert report.Figure("f", 3.0, "s", "b").meets is None
+    assert report.Figure("f", float("nan"), "x", "b", 1.0).meets is None
+
+
+def test_ideal_passes_of_each_method():
+    got = {step.label(m, lc): step.ideal_passes(step.run_config("fashion-mnist", m, lc, 1))
+           for m, lc in [("baseline", False)] + list(step.METHODS)}
+    assert got == {"CE": 1, "OE": 2, "MixOE": 2, "MixOE w/ L_LC": 3, "Logit MixOE": 2,
+                   "Logit MixOE w/ L_LC": 3}
+    assert step.ideal_passes(step.run_config("fashion-mnist", "oe", False, 2)) == 3
+
+
+def test_interleaved_times_each_variant_every_round():
+    calls = []
+    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                        rounds=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
+    assert set(medians(times)) == {"a", "b"} and all(len(v) == 3 for v in times.values())
+
+
+def test_machine_slug_is_short_and_hostname_free():
+    import socket
+    s = report.machine_slug("cpu")
+    assert re.fullmatch(r"cpu-[a-z0-9-]+-\d+c", s)
+    assert socket.gethostname().lower() not in s
+
+
+def test_reproduce_failure_names_the_command(tmp_path):
+    with pytest.raises(RuntimeError, match="exited with 3"):
+        reproduce_piece(command=lambda out: [sys.executable, "-c", "import sys; sys.exit(3)"],
+                        workdir=tmp_path)
+
+
+def test_gpu_cli_writes_its_own_file(tmp_path, monkeypatch):
+    """``python -m benchmarks.gpu --tiny --results DIR``; the measuring is covered above."""
+    fake = report.Piece("gpu", [report.Figure("CE b4 eager", 10.0, "img/s", "stub")])
+    seen = {}
+
+    def stub(**kw):
+        seen.update(kw)
+        return fake
+    monkeypatch.setattr(gpu, "gpu_piece", stub)
+    assert gpu.main(["--tiny", "--results", str(tmp_path)]) == 0
+    assert seen["tiny"] is True and seen["device"] == "cpu"
+    data = json.loads((tmp_path / f"{report.machine_slug('cpu')}-gpu.json").read_text())
+    assert data["figures"][0]["name"] == "CE b4 eager"
+
+
+def test_gpu_cli_without_a_gpu_says_what_to_do(capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    assert gpu.main([]) == 2
+    assert "--tiny" in capsys.readouterr().err
+
+
+def test_makefile_has_a_bench_target():
+    text = (ROOT / "Makefile").read_text()
+    assert re.search(r"^bench:", text, re.M)
+    assert "bench" in re.search(r"^\.PHONY:(.*)$", text, re.M).group(1).split()
