@@ -83,6 +83,44 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.load(fh)
 
 
+def cache_home() -> Path | None:
+    """Where derived data is cached across runs (the WebVision listing, the embedded
+    presets' outlier crops): ``$LMOE_VIZ_CACHE``, else ``$XDG_CACHE_HOME/lmoe_viz``, else
+    ``~/.cache/lmoe_viz``; ``LMOE_VIZ_CACHE=off`` turns caching off (None)."""
+    env = os.environ.get("LMOE_VIZ_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in ("off", "0", "") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lmoe_viz"
+
+
+def cached_array(name: str, key: Any, build: Callable[[], Any]):
+    """``build()`` (a numpy array), cached as ``<cache_home>/<name>/<hash of key>.npy``.
+
+    A missing or unreadable entry is rebuilt (with a warning when unreadable) and written
+    atomically; an unwritable cache folder only costs the rebuild next time."""
+    import warnings
+
+    import numpy as np
+    home = cache_home()
+    if home is None:
+        return build()
+    path = home / name / f"{dict_hash(key)}.npy"
+    if path.is_file():
+        try:
+            return np.load(path, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            warnings.warn(f"cache file {path} is unreadable ({type(exc).__name__}); rebuilding it",
+                          stacklevel=2)
+    arr = build()
+    try:
+        atomic_save(path, lambda buf: np.save(buf, arr, allow_pickle=False))
+    except (OSError, UserError) as exc:
+        warnings.warn(f"could not write cache file {path} ({exc}); set LMOE_VIZ_CACHE to a "
+                      "writable folder", stacklevel=2)
+    return arr
+
+
 _SHA_MEMO: dict = {}
 
 

@@ -146,16 +146,14 @@ def make_executor(kind: str, folder, res: dict):
 # ---- which runs are finished ----------------------------------------------------------
 
 def expected_run_hash(cfg) -> str | None:
-    """The ``run_hash`` train() gives ``cfg`` (train.train's identity: the resolved config,
-    the initial checkpoint's sha256, else the initial weights); None while ``cfg.init`` is
-    missing (a cell's pretraining has not run)."""
-    from .io import dict_hash, file_sha256
-    from .weights import weights_identity
+    """The ``run_hash`` train() gives ``cfg`` (train.run_identity of the resolved config);
+    None while ``cfg.init`` is missing (a cell's pretraining has not run)."""
+    from .io import dict_hash
+    from .train import run_identity
     r = cfg.resolved()
     if r.init and not Path(r.init).is_file():
         return None
-    return dict_hash({**r.identity(), "init_sha256": file_sha256(r.init) if r.init else None,
-                      "weights": None if r.init else weights_identity(r.weights)})
+    return dict_hash(run_identity(r))
 
 
 def read_metrics(run_dir) -> dict | None:

@@ -1,4 +1,5 @@
 import gzip
+import os
 import struct
 
 import matplotlib
@@ -6,6 +7,14 @@ import numpy as np
 import pytest
 
 matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _cache_home(tmp_path_factory):
+    """Derived-data caches (io.cache_home) of the whole session in one temporary folder,
+    shared with the CLI subprocesses the tests start, never the user's ~/.cache."""
+    os.environ["LMOE_VIZ_CACHE"] = str(tmp_path_factory.mktemp("lmoe_viz_cache"))
+    yield
 
 
 @pytest.fixture(autouse=True)

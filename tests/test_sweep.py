@@ -253,3 +253,10 @@ def test_local_sweep_on_digits(tmp_path, capsys):
     mtime = (tmp_path / "runs" / "oe_s0_bn-id-stats" / "checkpoint.pt").stat().st_mtime_ns
     assert _sweep(tmp_path, "--executor", "debug") == 0
     assert (tmp_path / "runs" / "oe_s0_bn-id-stats" / "checkpoint.pt").stat().st_mtime_ns == mtime
+
+
+def test_a_job_that_runs_out_of_time_is_requeued_with_its_arguments():
+    # submitit calls checkpoint() on timeout / pre-emption and requeues what it returns;
+    # train() then resumes the run folder after its last complete epoch
+    again = sweep.TrainJob().checkpoint({"preset": "digits"}, "/runs/cell")
+    assert isinstance(again.function, sweep.TrainJob) and again.args == ({"preset": "digits"}, "/runs/cell")

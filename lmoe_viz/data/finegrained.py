@@ -31,8 +31,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import UserError
-from .splits import check_disjoint, holdout_split, id_label_map
-from .webvision import list_outliers
+from .splits import Splits, check_disjoint, holdout_split, id_label_map
+from .webvision import PathTable, list_outliers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -66,7 +66,7 @@ class ImageList(Dataset):
 
     def __init__(self, paths, labels, ids, transform, skip_corrupt: bool = False,
                  decode: str = "pil", draft_size: int | None = None):
-        self.paths = [str(p) for p in paths]     # compact: no Path object per image
+        self.paths = paths if isinstance(paths, PathTable) else list(paths)
         self.labels, self.ids = list(labels), list(ids)
         self.transform, self.skip_corrupt = transform, skip_corrupt
         self.decode, self.draft_size = decode, draft_size
@@ -194,9 +194,8 @@ def class_counts(name: str, entries, faithful: bool, num_id: int, num_ood: int):
     return num_id, num_ood, 0, (0, total - 1), range(0)
 
 
-def build_paper_splits(name: str, cfg):
-    from .presets import Splits, get_preset
-    preset = get_preset(name)
+def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
+    """The splits of paper preset ``name`` (``num_id`` ID / ``num_ood`` OOD classes)."""
     if not cfg.data_root:
         raise UserError(f"preset {name!r} needs --data-root DIR holding {name}/train.txt, "
                         f"{name}/test.txt and the images (see data/README.md)")
@@ -207,7 +206,7 @@ def build_paper_splits(name: str, cfg):
                         "or fix the path (see data/README.md)")
     train, val, test = (read_info(ds_dir / f"{part}.txt") for part in ("train", "val", "test"))
     num_id, num_ood, offset, (lo, hi), drop = class_counts(
-        name, train + val + test, cfg.faithful, preset.num_id, preset.num_ood)
+        name, train + val + test, cfg.faithful, num_id, num_ood)
     total = num_id + num_ood
     dropped = sum(lab in drop for _, lab in train + val + test)
     id_cls = holdout_split(num_id, num_ood, cfg.split)

@@ -19,34 +19,9 @@ from torch.utils.data import Dataset
 from ..errors import UserError
 from . import fashion
 from .outliers import photo_crops
-from .splits import check_disjoint, holdout_split, id_label_map
+from .finegrained import build_paper_splits
+from .splits import Splits, check_disjoint, holdout_split, id_label_map
 from .tensors import TensorImages
-
-
-@dataclass
-class Splits:
-    id_train: Dataset
-    id_test: Dataset
-    ood_test: Dataset
-    aux: Dataset
-    id_classes: list
-    ood_classes: list
-    info: dict = field(default_factory=dict)  # where each part was found
-    id_val: Dataset | None = None             # ID classes of val.txt (paper presets)
-    #: embedded presets: n -> n photo crops drawn apart from the training outliers (another
-    #: seed, the same normalisation), the far-OOD set of the ``paper`` protocol
-    far_ood: Callable | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.id_classes)
-
-    def describe(self) -> dict:
-        return {"id_classes": self.id_classes, "ood_classes": self.ood_classes,
-                "num_classes": self.num_classes, "id_train": len(self.id_train),
-                "id_val": None if self.id_val is None else len(self.id_val),
-                "id_test": len(self.id_test), "ood_test": len(self.ood_test),
-                "aux": len(self.aux) if getattr(self.aux, "loaded", True) else None, **self.info}
 
 
 @dataclass(frozen=True)
@@ -151,8 +126,8 @@ def build_fashion(cfg) -> Splits:
 
 def _paper(name):
     def build(cfg) -> Splits:
-        from .finegrained import build_paper_splits
-        return build_paper_splits(name, cfg)
+        p = PRESETS[name]
+        return build_paper_splits(name, cfg, p.num_id, p.num_ood)
     return build
 
 

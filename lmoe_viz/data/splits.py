@@ -1,7 +1,12 @@
-"""Hold-out-class splits, identical to MixOE's convention (PAPER.md, protocol)."""
+"""Hold-out-class splits, identical to MixOE's convention (PAPER.md, protocol), and the
+``Splits`` a preset builds: the datasets of one run."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Callable
+
 import numpy as np
+from torch.utils.data import Dataset
 
 from ..errors import UserError
 
@@ -34,3 +39,29 @@ def check_disjoint(id_classes, ood_classes) -> None:
     if overlap:
         raise UserError(f"classes {overlap} are both ID and OOD; a hold-out split must be "
                         "disjoint: fix the class lists")
+
+
+@dataclass
+class Splits:
+    id_train: Dataset
+    id_test: Dataset
+    ood_test: Dataset
+    aux: Dataset
+    id_classes: list
+    ood_classes: list
+    info: dict = field(default_factory=dict)  # where each part was found
+    id_val: Dataset | None = None             # ID classes of val.txt (paper presets)
+    #: embedded presets: n -> n photo crops drawn apart from the training outliers (another
+    #: seed, the same normalisation), the far-OOD set of the ``paper`` protocol
+    far_ood: Callable | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.id_classes)
+
+    def describe(self) -> dict:
+        return {"id_classes": self.id_classes, "ood_classes": self.ood_classes,
+                "num_classes": self.num_classes, "id_train": len(self.id_train),
+                "id_val": None if self.id_val is None else len(self.id_val),
+                "id_test": len(self.id_test), "ood_test": len(self.ood_test),
+                "aux": len(self.aux) if getattr(self.aux, "loaded", True) else None, **self.info}

@@ -254,7 +254,7 @@ def queries_of(wv, wnid):
 def test_webvision_mixoe_drops_mixoes_wnids_and_keeps_warplane(tmp_path):
     wv = fakes.webvision(tmp_path)
     paths, summary = list_outliers(wv, "mixoe")
-    assert paths == expected_outliers(wv, fakes.EXCLUDED_BY_MIXOE)
+    assert list(paths) == expected_outliers(wv, fakes.EXCLUDED_BY_MIXOE)
     assert len(paths) == 4 * 2 * 6          # 4 kept concepts x 2 queries x 6 images
     folders = {p.parent.name for p in paths}
     for wnid in fakes.EXCLUDED_BY_MIXOE:
@@ -267,7 +267,7 @@ def test_webvision_mixoe_drops_mixoes_wnids_and_keeps_warplane(tmp_path):
 def test_webvision_none_keeps_every_concept(tmp_path):
     wv = fakes.webvision(tmp_path)
     paths, summary = list_outliers(wv, "none")
-    assert paths == expected_outliers(wv, set()) and len(paths) == 9 * 2 * 6
+    assert list(paths) == expected_outliers(wv, set()) and len(paths) == 9 * 2 * 6
     assert summary["concepts_excluded"] == 0
 
 
@@ -276,7 +276,7 @@ def test_webvision_exclusion_file_of_wnids(tmp_path):
     f = tmp_path / "exclude.txt"
     f.write_text("# my list\nn01440764   # tench\n\nn04552348 n03028079\n")
     paths, summary = list_outliers(wv, str(f))
-    assert paths == expected_outliers(wv, {"n01440764", "n04552348", "n03028079"})
+    assert list(paths) == expected_outliers(wv, {"n01440764", "n04552348", "n03028079"})
     assert set(queries_of(wv, "n01530575")) <= {p.parent.name for p in paths}   # brambling back
     assert (summary["concepts_kept"], summary["concepts_excluded"]) == (6, 3)
 
@@ -323,7 +323,7 @@ def test_build_splits_passes_the_exclusion_and_the_aux_root(tmp_path):
     make_tree(tmp_path, "aircraft")
     s = build_splits(cfg(tmp_path, "aircraft", aux_exclude="none"))
     assert len(s.aux) == 108 and s.info["aux_exclude"] == "none"
-    assert s.aux.paths == expected_outliers(tmp_path / "webvision", set())
+    assert list(s.aux.paths) == expected_outliers(tmp_path / "webvision", set())
     (tmp_path / "webvision").rename(tmp_path / "wv elsewhere")
     s = build_splits(cfg(tmp_path, "aircraft"))     # WebVision is listed on first use
     assert len(s.id_train) > 0 and s.describe()["aux"] is None
