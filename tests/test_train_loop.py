@@ -1,0 +1,200 @@
+"""The training loop's pieces (train.py, runtime.py): evaluation only where used, the
+device-side non-finite watch on every rank, sharded evaluation, resume guards, a kill
+between the checkpoint and metrics.json, the run identity of the new options, and the
+derived-data caches (WebVision listing, outlier crops) and the draft decode."""
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import fakes
+from lmoe_viz import runtime
+from lmoe_viz import train as train_mod
+from lmoe_viz.config import RunConfig
+from lmoe_viz.data import outliers, webvision
+from lmoe_viz.data.finegrained import load_rgb, transforms_for
+from lmoe_viz.errors import TrainingError, UserError
+from lmoe_viz.extract import predict, predict_all
+from lmoe_viz.models import SmallResNet, load_checkpoint
+from lmoe_viz.train import NonFiniteWatch, run_identity, train
+
+
+def _metrics(d):
+    return json.loads((Path(d) / "metrics.json").read_text())
+
+
+def test_test_sets_are_evaluated_once_unless_eval_every(tmp_path):
+    cfg = RunConfig(preset="digits", epochs=3, device="cpu")
+    once = train(cfg, tmp_path / "once", progress=False)
+    curve = train(RunConfig(preset="digits", epochs=3, device="cpu", eval_every=1),
+                  tmp_path / "curve", progress=False)
+    h_once, h_curve = _metrics(tmp_path / "once")["history"], _metrics(tmp_path / "curve")["history"]
+    assert not any("accuracy" in h for h in h_once)
+    assert all("accuracy" in h and "auroc" in h for h in h_curve)
+    assert all(h["eval_seconds"] >= 0 and h["train_seconds"] > 0 for h in h_once)
+    # evaluating changes nothing that is trained, and the same run name serves both
+    assert [h["train_loss"] for h in h_once] == [h["train_loss"] for h in h_curve]
+    assert once["accuracy"] == curve["accuracy"] == h_curve[-1]["accuracy"]
+    assert once["run_hash"] == curve["run_hash"]
+
+
+def test_watch_names_the_first_non_finite_step_without_reading_each_step():
+    w = NonFiniteWatch("cpu")
+    for step, v in enumerate([1.0, 2.0, float("inf"), float("nan"), 3.0], 1):
+        w.update(torch.tensor(v), step)
+    with pytest.raises(TrainingError, match=r"non-finite loss \(inf\) at epoch 4, step 3;"):
+        w.check(3, "somewhere")
+    ok = NonFiniteWatch("cpu")
+    ok.update(torch.tensor(0.5), 1)
+    ok.check(0, "somewhere")
+
+
+def _rank_main(rank, world, init, out):
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        model = SmallResNet(3).eval()
+        data = torch.utils.data.TensorDataset(torch.randn(11, 1, 8, 8), torch.arange(11),
+                                              torch.arange(11))
+        got = predict_all(model, data, "cpu")
+        w = NonFiniteWatch("cpu")
+        for step in range(1, 9):
+            w.update(torch.tensor(float("nan") if rank == 1 and step >= 6 else 1.0), step)
+        try:
+            w.check(1, "runs/x")
+            msg = "no error"
+        except TrainingError as exc:
+            msg = str(exc)
+        torch.save({"logits": got["logits"], "ids": got["ids"], "msg": msg}, f"{out}{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_stop_alike_and_sharded_evaluation_equals_one_process(tmp_path):
+    """A non-finite loss on rank 1 only: both ranks raise the same message (no rank is
+    left waiting in a collective); the gathered evaluation is the one-process result."""
+    mp.spawn(_rank_main, args=(2, tmp_path / "init", tmp_path / "rank"), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["msg"] == r1["msg"] and "non-finite loss (nan) at epoch 2, step 6" in r0["msg"]
+    torch.manual_seed(0)
+    model = SmallResNet(3).eval()
+    data = torch.utils.data.TensorDataset(torch.randn(11, 1, 8, 8), torch.arange(11), torch.arange(11))
+    ref = predict(model, data, "cpu")
+    for r in (r0, r1):
+        assert np.array_equal(r["ids"], np.arange(11))
+        np.testing.assert_allclose(r["logits"], ref["logits"], rtol=1e-5, atol=1e-6)
+
+
+def test_resume_on_another_world_size_is_refused_unless_allowed(tmp_path, stop_after_first_epoch):
+    cfg = RunConfig(preset="digits", epochs=2, device="cpu")
+    out = tmp_path / "r"
+    stop_after_first_epoch(cfg, out)
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["runtime"] == {"world_size": 1, "device": "cpu"}
+    ckpt["runtime"]["world_size"] = 4                  # as if started by torchrun on 4 GPUs
+    torch.save(ckpt, out / "checkpoint.pt")
+    with pytest.raises(UserError, match="was trained with world_size 4; this run has world_size 1: "
+                                        "resume it as it began or pass --allow-resume-change"):
+        train(cfg, out, progress=False)
+    assert train(cfg, out, progress=False, allow_resume_change=True)["epoch"] == 2
+
+
+def test_another_batch_size_names_both_values(tmp_path):
+    out = tmp_path / "r"
+    train(RunConfig(preset="digits", epochs=1, device="cpu"), out, progress=False)
+    with pytest.raises(UserError, match=r"batch_size 64 there, 32 here"):
+        train(RunConfig(preset="digits", epochs=1, device="cpu", batch_size=32), out, progress=False)
+
+
+def test_kill_between_checkpoint_and_metrics_is_repaired(tmp_path, monkeypatch):
+    cfg = RunConfig(preset="digits", epochs=2, device="cpu")
+    out = tmp_path / "r"
+    real = train_mod.atomic_write_json
+
+    def die_on_the_final_write(path, obj):
+        if obj.get("finished"):
+            raise KeyboardInterrupt         # the kill: the checkpoint is written, metrics not
+        real(path, obj)
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "atomic_write_json", die_on_the_final_write)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out, progress=False)
+    assert load_checkpoint(out / "checkpoint.pt")["finished"] and not _metrics(out)["finished"]
+    final = train(cfg, out, progress=False)
+    m = _metrics(out)
+    assert m["finished"] and m["accuracy"] == final["accuracy"] and len(m["history"]) == 2
+
+
+def test_new_options_enter_the_run_name_only_when_they_change_what_is_trained():
+    base = RunConfig(preset="bird", data_root="x").resolved()
+    assert run_identity(base) == run_identity(RunConfig(preset="bird", compile=True, eval_every=2,
+                                                        data_root="x").resolved())
+    assert run_identity(RunConfig(preset="bird", decode="draft", data_root="x").resolved()) != run_identity(base)
+    assert "decode" not in base.identity()
+    with pytest.raises(UserError, match="--decode draft applies to the paper presets"):
+        RunConfig(preset="digits", decode="draft").resolved()
+
+
+def test_loader_workers_are_capped_by_the_cpus(monkeypatch):
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
+    assert runtime.default_workers(8) == 1 and runtime.default_workers(0) == 0
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 32)
+    assert runtime.default_workers(8) == 8
+
+
+def test_webvision_is_walked_once_per_folder_state(tmp_path, monkeypatch):
+    wv = fakes.webvision(tmp_path)
+    first, _ = webvision.list_outliers(wv, "none")
+    walks = {"n": 0}
+    real = webvision._walk
+
+    def counting(*a):
+        walks["n"] += 1
+        return real(*a)
+    monkeypatch.setattr(webvision, "_walk", counting)
+    again, summary = webvision.list_outliers(wv, "none")
+    assert walks["n"] == 0 and list(again) == list(first) and summary["aux_images"] == len(first)
+    folder = first[0].parent
+    fakes.put_jpeg(folder / "zz_new.jpg", 9)
+    os.utime(folder, ns=(folder.stat().st_atime_ns, folder.stat().st_mtime_ns + 10**9))
+    grown, _ = webvision.list_outliers(wv, "none")
+    assert walks["n"] == 1 and len(grown) == len(first) + 1 and folder / "zz_new.jpg" in list(grown)
+
+
+def test_an_unreadable_cache_is_rebuilt_with_a_warning(tmp_path):
+    wv = fakes.webvision(tmp_path)
+    first, _ = webvision.list_outliers(wv, "mixoe")
+    for f in (Path(os.environ["LMOE_VIZ_CACHE"]) / "webvision").glob("*.npy"):
+        f.write_bytes(b"\x93NUMPY truncated")
+    with pytest.warns(UserWarning, match="unreadable"):
+        again, _ = webvision.list_outliers(wv, "mixoe")
+    assert list(again) == list(first)
+
+
+def test_outlier_crops_are_cached(monkeypatch):
+    a = outliers.photo_crops(7, 12, 1, seed=5)
+    monkeypatch.setattr(outliers, "_draw_crops", lambda *a: pytest.fail("crops drawn again"))
+    assert torch.equal(outliers.photo_crops(7, 12, 1, seed=5), a)
+    monkeypatch.setenv("LMOE_VIZ_CACHE", "off")
+    with pytest.raises(pytest.fail.Exception):
+        outliers.photo_crops(7, 12, 1, seed=5)
+
+
+def test_draft_decode_scales_down_in_the_dct_and_stays_close(tmp_path):
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    img = np.clip(rng.rand(60, 70, 3).repeat(20, 0).repeat(20, 1) * 255, 0, 255).astype(np.uint8)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(img).save(path, quality=92)              # 1400 x 1200
+    full, draft = load_rgb(path, "pil"), load_rgb(path, "draft", 512)
+    assert full.size == (1400, 1200) and draft.size == (700, 600)   # 1/2: both sides stay >= 512
+    assert load_rgb(path, "draft", 700).size == (1400, 1200)        # 1/2 would go below 700
+    t = transforms_for(448, train=False)
+    diff = (t(full) - t(draft)).abs()
+    assert float(diff.mean()) < 0.05
