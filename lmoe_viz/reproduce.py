@@ -17,6 +17,7 @@ import yaml
 
 from .errors import UserError
 from .io import atomic_write_text
+from .nbcache import NotebookState, inputs_digest, outputs_state, package_digest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_train.ipynb", "02_logit_norm_histograms.ipynb", "03_logit_pca.ipynb",
@@ -74,7 +75,9 @@ def check_types(nb_name: str, defaults: dict, params: dict) -> None:
 
 
 def reproduce(preset: str, out, params: dict | None = None, progress: bool = True,
-              notebooks=NOTEBOOKS, kernel_name: str = "python3") -> dict:
+              notebooks=NOTEBOOKS, kernel_name: str = "python3", force: bool = False) -> dict:
+    """Execute ``notebooks`` into ``out``; a notebook whose inputs and outputs are as its
+    last execution left them is not executed again (nbcache.py) unless ``force``."""
     import papermill as pm
     from tqdm.auto import tqdm
     out = Path(out).resolve()
@@ -88,22 +91,31 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
     if unknown:
         raise UserError(f"unknown parameter(s) {unknown}; the notebooks take "
                         f"{sorted(set().union(*known.values()))}")
-    timings = {}
+    timings, skipped = {}, []
+    state, package = NotebookState(out), package_digest()
     for nb in tqdm(notebooks, desc=f"reproduce {preset}", disable=not progress):
-        t0 = time.time()
+        nb_params = {k: v for k, v in params.items() if k in known[nb]}
+        if not force and state.up_to_date(nb, inputs_digest(NOTEBOOK_DIR / nb, nb_params, out, package)):
+            skipped.append(nb)
+            timings[nb] = state.seconds(nb)
+            continue
+        t0, before = time.time(), outputs_state(out)
         try:
             pm.execute_notebook(str(NOTEBOOK_DIR / nb), str(out / "notebooks" / nb),
-                                parameters={k: v for k, v in params.items() if k in known[nb]},
-                                kernel_name=kernel_name, progress_bar=False, cwd=str(out))
+                                parameters=nb_params, kernel_name=kernel_name, progress_bar=False,
+                                cwd=str(out))
         except pm.PapermillExecutionError as exc:
             raise UserError(f"notebook {nb} failed in cell {exc.exec_count}: {exc.ename}: "
                             f"{exc.evalue.splitlines()[0] if exc.evalue else ''}; the executed copy "
                             f"is {out / 'notebooks' / nb}") from None
         timings[nb] = round(time.time() - t0, 2)
+        state.executed(nb, inputs_digest(NOTEBOOK_DIR / nb, nb_params, out, package), before,
+                       timings[nb])
     index = write_index(out, preset, timings)
     atomic_write_text(out / "reproduce.json", json.dumps({"preset": preset, "params": params,
-                                                          "seconds": timings}, indent=2))
-    return {"index": index, "seconds": timings}
+                                                          "seconds": timings, "up_to_date": skipped},
+                                                         indent=2))
+    return {"index": index, "seconds": timings, "up_to_date": skipped}
 
 
 def write_index(out: Path, preset: str, timings: dict) -> Path:
@@ -134,6 +146,8 @@ def add_parser(sub) -> None:
                    help="notebook parameter (value parsed as YAML)")
     p.add_argument("-f", "--params-file", default=None, help="YAML file of parameters (see params/)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--force", action="store_true",
+                   help="execute every notebook, even those whose inputs and outputs are unchanged")
     p.set_defaults(func=cmd_reproduce)
 
 
@@ -141,8 +155,11 @@ def cmd_reproduce(args) -> int:
     from .data import get_preset
     get_preset(args.preset)
     params = load_params(args.params_file, args.param)
-    res = reproduce(args.preset, args.out, params, progress=not args.no_progress)
-    print(f"wrote {res['index']} ({sum(res['seconds'].values()):.0f} s)")
+    t0 = time.time()
+    res = reproduce(args.preset, args.out, params, progress=not args.no_progress, force=args.force)
+    fresh = len(res["seconds"]) - len(res["up_to_date"])
+    print(f"wrote {res['index']} ({time.time() - t0:.0f} s; {fresh} notebook(s) executed, "
+          f"{len(res['up_to_date'])} up to date)")
     return 0
 
 

@@ -40,7 +40,38 @@ def test_reproduce_digits_writes_every_artifact(tmp_path):
     claims_md = (tmp_path / "study" / "results" / "claims.md").read_text()
     assert "BatchNorm regime `id-stats`" in claims_md and "| 1a |" in claims_md
     meta = json.loads((tmp_path / "reproduce.json").read_text())
-    assert set(meta["seconds"]) == set(R.NOTEBOOKS)
+    assert set(meta["seconds"]) == set(R.NOTEBOOKS) and meta["up_to_date"] == []
+    # a second call executes nothing; a lost figure re-executes the notebook that drew it
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "reproduce.json").read_text())["up_to_date"] == list(R.NOTEBOOKS)
+    (tmp_path / "figures" / "fig7_beta_distributions.png").unlink()
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "reproduce.json").read_text())["up_to_date"]
+    assert again == [nb for nb in R.NOTEBOOKS if nb != "05_beta_distributions.ipynb"]
+    assert (tmp_path / "figures" / "fig7_beta_distributions.png").stat().st_size > 1000
+
+
+def test_up_to_date_digest_follows_inputs_not_derived_caches(tmp_path):
+    from lmoe_viz import nbcache
+    nb = tmp_path / "n.ipynb"
+    nb.write_text("{}")
+    runs = tmp_path / "out" / "runs"
+    (runs / "a" / "logits").mkdir(parents=True)
+    (runs / "a" / "metrics.json").write_text("{}")
+    out = tmp_path / "out"
+    params = {"runs_dir": str(runs), "out_dir": str(out), "alpha": 1.0}
+    d0 = nbcache.inputs_digest(nb, params, out, "pkg")
+    (runs / "a" / "logits" / "k.npz").write_bytes(b"cache")          # derived: no change
+    (out / "figures").mkdir()
+    (out / "figures" / "f.png").write_bytes(b"png")                    # the output folder: no change
+    assert nbcache.inputs_digest(nb, params, out, "pkg") == d0
+    (runs / "a" / "metrics.json").write_text('{"finished": true}')   # a run changed
+    d1 = nbcache.inputs_digest(nb, params, out, "pkg")
+    assert d1 != d0
+    assert nbcache.inputs_digest(nb, {**params, "alpha": 2.0}, out, "pkg") != d1
+    assert nbcache.inputs_digest(nb, params, out, "pkg2") != d1
+    nb.write_text('{"cells": []}')
+    assert nbcache.inputs_digest(nb, params, out, "pkg") != d1
 
 
 def test_params_file_and_overrides(tmp_path):

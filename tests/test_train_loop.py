@@ -198,3 +198,16 @@ def test_draft_decode_scales_down_in_the_dct_and_stays_close(tmp_path):
     t = transforms_for(448, train=False)
     diff = (t(full) - t(draft)).abs()
     assert float(diff.mean()) < 0.05
+
+
+@pytest.mark.slow
+def test_compiled_network_trains_like_the_eager_one(tmp_path, digits_pretrained):
+    """--compile (torch.compile, here on CPU) runs the fine-tuning path, hidden-layer calls
+    and BatchNorm freezing included, and lands where the eager run does."""
+    kw = dict(preset="digits", method="logit_mixoe", lc=True, bn="id-stats", epochs=1,
+              limit_batches=3, device="cpu", init=str(digits_pretrained))
+    eager = train(RunConfig(**kw), tmp_path / "eager", progress=False)
+    compiled = train(RunConfig(**kw, compile=True), tmp_path / "compiled", progress=False)
+    assert compiled["run_hash"] == eager["run_hash"]
+    assert abs(compiled["accuracy"] - eager["accuracy"]) <= 2.0
+    assert abs(compiled["auroc"] - eager["auroc"]) <= 0.02
