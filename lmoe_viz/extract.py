@@ -8,29 +8,36 @@ the parts, so a changed checkpoint is recomputed and an unchanged one is reused.
 """
 from __future__ import annotations
 
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .io import atomic_save, atomic_write_json, dict_hash, file_sha256, read_json
 from .runtime import dist_info, resolve_device
+from .sampling import SAMPLE_SEED, sample_rows
 
 PARTS = ("id_test", "ood_test", "id_val", "aux", "paper_id", "paper_ood", "coarse_ood")
 
 
 @torch.no_grad()
 def predict(model, dataset, device="cpu", batch_size: int = 256, num_workers: int = 0,
-            limit: int | None = None) -> dict:
-    """Logits, features, labels and ids of ``dataset`` (eval mode, bf16 autocast on CUDA)."""
+            limit: int | None = None, sample_seed: int = SAMPLE_SEED) -> dict:
+    """Logits, features, labels and ids of ``dataset`` (eval mode, bf16 autocast on CUDA).
+
+    ``limit``: a seeded uniform sample of that many items (sampling.py), in dataset order,
+    not the first items."""
+    if limit is not None and limit < len(dataset):
+        dataset = Subset(dataset, sample_rows(len(dataset), limit, sample_seed).tolist())
     device = torch.device(device)
     was_training = model.training
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda")
     out = {"logits": [], "features": [], "labels": [], "ids": []}
-    seen = 0
     for x, y, idx in loader:
         x = x.to(device, non_blocking=True)
         if device.type == "cuda":
@@ -41,11 +48,8 @@ def predict(model, dataset, device="cpu", batch_size: int = 256, num_workers: in
         out["features"].append(feat.float().cpu())
         out["labels"].append(torch.as_tensor(y))
         out["ids"].append(torch.as_tensor(idx))
-        seen += len(x)
-        if limit is not None and seen >= limit:
-            break
     model.train(was_training)
-    return {k: torch.cat(v).numpy()[:limit] for k, v in out.items()}
+    return {k: torch.cat(v).numpy() for k, v in out.items()}
 
 
 def predict_all(model, dataset, device="cpu", num_workers: int = 0) -> dict:
@@ -56,7 +60,6 @@ def predict_all(model, dataset, device="cpu", num_workers: int = 0) -> dict:
     if world == 1:
         return predict(model, dataset, device, num_workers=num_workers)
     import torch.distributed as dist
-    from torch.utils.data import Subset
     part = predict(model, Subset(dataset, range(rank, len(dataset), world)), device,
                    num_workers=num_workers)
     parts: list = [None] * world
@@ -71,14 +74,17 @@ def predict_all(model, dataset, device="cpu", num_workers: int = 0) -> dict:
 
 
 def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inputs=None,
-              recalibrate_bn: bool = False) -> str:
+              recalibrate_bn: bool = False, aux_limit: int | None = None) -> str:
     """The cache entry of one extraction: the checkpoint's content, what was extracted,
-    ``inputs`` (the content hash of the info files the parts read, data/protocols.py) and
-    whether BatchNorm was recalibrated first."""
+    ``inputs`` (the content hash of the info files the parts read, data/protocols.py),
+    whether BatchNorm was recalibrated first, and the outlier sample (its size and seed)
+    when ``aux`` is among the parts."""
     key = {"ckpt": ckpt_sha, "preset": preset, "split": split, "parts": sorted(parts),
            "data_root": str(data_root or ""), "inputs": inputs}
     if recalibrate_bn:
         key["recalibrate_bn"] = True
+    if "aux" in parts:
+        key["aux_sample"] = [aux_limit, SAMPLE_SEED]
     return dict_hash(key)
 
 
@@ -111,7 +117,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     meta_out = {"config": ckpt["config"], "weights": ckpt.get("weights")}
     cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
     key = cache_key(sha, cfg.preset, cfg.split, parts, cfg.data_root,
-                    inputs_digest(cfg, parts), recalibrate_bn)
+                    inputs_digest(cfg, parts), recalibrate_bn, aux_limit)
     npz, meta_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
     if not refresh and npz.is_file() and meta_path.is_file():
         try:
@@ -120,8 +126,9 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
                 with np.load(npz) as data:
                     result = _unflatten(dict(data))
                 return (result, meta_out) if with_meta else result
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable cache: recompute below
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            warnings.warn(f"logit cache {npz} is unreadable ({type(exc).__name__}); "
+                          "recomputing it", stacklevel=2)
     if splits is None:
         splits = build_splits(cfg)
     elif callable(splits):

@@ -14,6 +14,8 @@ import numpy as np
 import seaborn as sns
 from scipy.stats import beta as beta_dist
 
+from .sampling import sample_rows
+
 _PAL = sns.color_palette("colorblind", 10)
 MODEL_COLORS = {"Pretrained": _PAL[7], "OE": _PAL[4], "MixOE": _PAL[0], "Logit MixOE": _PAL[1],
                 "MixOE w/ L_LC": _PAL[2], "Logit MixOE w/ L_LC": _PAL[3]}
@@ -67,12 +69,17 @@ def pca_project(id_logits, ood_logits):
 
 
 def logit_pca(id_2d, ood_2d, ax=None, label: str = "model", lim: float | None = None,
-              max_points: int = 2000):
-    """Scatter of 2-D PCA coordinates of logits, ID (model colour) vs OOD (dark) (Fig. 4)."""
+              max_points: int = 2000, id_labels=None):
+    """Scatter of 2-D PCA coordinates of logits, ID (model colour) vs OOD (dark) (Fig. 4).
+
+    At most ``max_points`` of each: a seeded sample (sampling.py), stratified by class when
+    ``id_labels`` are given, never the first rows (the first classes of a test list)."""
     ax = _ax(ax)
-    ax.scatter(id_2d[:max_points, 0], id_2d[:max_points, 1], s=4, alpha=0.5,
+    i = sample_rows(len(id_2d), max_points, labels=id_labels)
+    o = sample_rows(len(ood_2d), max_points)
+    ax.scatter(id_2d[i, 0], id_2d[i, 1], s=4, alpha=0.5,
                color=model_color(label), label="ID test", rasterized=True)
-    ax.scatter(ood_2d[:max_points, 0], ood_2d[:max_points, 1], s=4, alpha=0.5, marker="x",
+    ax.scatter(ood_2d[o, 0], ood_2d[o, 1], s=4, alpha=0.5, marker="x",
                color=OOD_COLOR, label="OOD test", rasterized=True)
     if lim is not None:
         ax.set_xlim(-lim, lim)

@@ -51,3 +51,37 @@ def test_recalibrated_logits_have_their_own_cache_entry(tmp_path, digits_pretrai
     again = extract(ck, cache_dir=tmp_path / "cache", parts=("id_test",), recalibrate_bn=True)
     assert np.array_equal(again["id_test"]["logits"], recal["id_test"]["logits"])
     assert torch.is_tensor(torch.as_tensor(again["id_test"]["logits"]))
+
+
+def test_outlier_sample_size_keys_the_cache_and_is_a_sample(tmp_path, digits_pretrained):
+    ck = tmp_path / "c.pt"
+    ck.write_bytes(digits_pretrained.read_bytes())
+    small = extract(ck, cache_dir=tmp_path / "cache", parts=("aux",), aux_limit=50)["aux"]
+    large = extract(ck, cache_dir=tmp_path / "cache", parts=("aux",), aux_limit=500)["aux"]
+    assert len(small["ids"]) == 50 and len(large["ids"]) == 500
+    # a seeded sample spread over the outlier set, in its order, not its first rows
+    assert list(small["ids"]) == sorted(small["ids"]) and small["ids"].max() > 1000
+    assert not np.array_equal(small["ids"], np.arange(50))
+
+
+def test_truncated_logit_cache_is_recomputed_with_a_warning(tmp_path, digits_pretrained):
+    import pytest
+    ck = tmp_path / "c.pt"
+    ck.write_bytes(digits_pretrained.read_bytes())
+    first = extract(ck, cache_dir=tmp_path / "cache", parts=("id_test",))
+    (npz,) = (tmp_path / "cache").glob("*.npz")
+    npz.write_bytes(npz.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="logit cache .* is unreadable"):
+        again = extract(ck, cache_dir=tmp_path / "cache", parts=("id_test",))
+    assert np.array_equal(again["id_test"]["logits"], first["id_test"]["logits"])
+    assert np.load(npz)["id_test/logits"].shape == first["id_test"]["logits"].shape
+
+
+def test_stratified_sample_reaches_every_class():
+    from lmoe_viz.sampling import sample_rows
+    labels = np.repeat(np.arange(200), 30)            # a test list sorted by class
+    rows = sample_rows(len(labels), 400, labels=labels)
+    assert len(rows) == 400 == len(set(rows)) and list(rows) == sorted(rows)
+    assert set(labels[rows]) == set(range(200)) and np.bincount(labels[rows]).max() == 2
+    assert np.array_equal(sample_rows(10, None), np.arange(10))
+    assert np.array_equal(sample_rows(10, 3, seed=1), sample_rows(10, 3, seed=1))
