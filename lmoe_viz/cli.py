@@ -18,14 +18,31 @@ from .losses import LC_MODES
 from .metrics import METRIC_CONVENTIONS
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="digits", help="digits, fashion-mnist, bird, aircraft, butterfly, car")
+def _common(p: argparse.ArgumentParser, from_checkpoint: bool = False) -> None:
+    """Options shared by the commands. ``from_checkpoint`` (evaluate): preset, seed, split
+    and quirks come from the checkpoint, so they default to None and a value that
+    contradicts the checkpoint is refused (``_check_against_checkpoint``)."""
+    unset = (lambda v: None) if from_checkpoint else (lambda v: v)
+    p.add_argument("--preset", default=unset("digits"),
+                   help="digits, fashion-mnist, bird, aircraft, butterfly, car")
     p.add_argument("--data-root", default=None, help="folder holding the dataset(s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    p.add_argument("--split", type=int, default=0, help="hold-out split seed (MixOE's `split`)")
+    p.add_argument("--seed", type=int, default=unset(0), help="seed of every random draw")
+    p.add_argument("--split", type=int, default=unset(0), help="hold-out split seed (MixOE's `split`)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--correct-quirks", action="store_true",
+    p.add_argument("--correct-quirks", action="store_true", default=unset(False),
                    help="correct MixOE's butterfly/bird label quirks (default: faithful)")
+
+
+def _check_against_checkpoint(args, ckpt_config: dict, path) -> None:
+    """evaluate: a --preset/--seed/--split/--correct-quirks that differs from the
+    checkpoint's own config would be silently ignored; refuse it in one line."""
+    given = {"preset": args.preset, "seed": args.seed, "split": args.split,
+             "faithful": None if args.correct_quirks is None else not args.correct_quirks}
+    for key, value in given.items():
+        if value is not None and ckpt_config.get(key) != value:
+            flag = "--correct-quirks" if key == "faithful" else f"--{key} {value}"
+            raise UserError(f"{flag} contradicts checkpoint {path} ({key} {ckpt_config.get(key)!r}); "
+                            "leave it out: evaluate uses the checkpoint's own config")
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -95,7 +112,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     f.add_argument("--m-in", type=float, default=-13.0, help="Energy-OE ID margin")
     f.add_argument("--m-out", type=float, default=-6.0, help="Energy-OE outlier margin")
     e = sub.add_parser("evaluate", help="metrics of a checkpoint under a named protocol")
-    _common(e)
+    _common(e, from_checkpoint=True)
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--score", default="msp", help="msp, maxlogit, energy, l2norm")
     e.add_argument("--protocol", default="holdout", choices=PROTOCOLS,
@@ -165,8 +182,10 @@ def cmd_evaluate(args) -> int:
     from .io import atomic_write_json
     from .scores import SCORES
     from .runtime import resolve_device
+    from .models import load_checkpoint
     if args.score not in SCORES:
         raise UserError(f"unknown score {args.score!r}; choose one of {', '.join(SCORES)}")
+    _check_against_checkpoint(args, load_checkpoint(args.checkpoint)["config"], args.checkpoint)
     m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,
                             data_root=args.data_root, device=resolve_device(args.device),
                             aux_root=args.aux_root, recalibrate_bn=args.recalibrate_bn)

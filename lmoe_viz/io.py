@@ -24,8 +24,12 @@ from .errors import UserError
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it over ``path`` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write in {path.parent} ({exc.strerror}); choose a writable "
+                        "folder (--out)") from None
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -45,6 +49,33 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def ensure_dir(path: str | os.PathLike) -> Path:
+    """Create folder ``path`` (and parents); one line naming it when that is impossible
+    (a parent is a file, no permission, read-only filesystem)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create folder {path} ({exc.strerror or type(exc).__name__}); "
+                        "choose a writable folder (--out)") from None
+    return path
+
+
+def check_can_create(path: str | os.PathLike) -> None:
+    """Fail early, creating nothing, when folder ``path`` could not be made or written:
+    its nearest existing ancestor must be a writable folder."""
+    path = Path(path).absolute()
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UserError(f"cannot create folder {path} ({probe} is a file); choose another "
+                        "folder (--out)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create folder {path} ({probe} is not writable); choose a "
+                        "writable folder (--out)")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

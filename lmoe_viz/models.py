@@ -136,6 +136,11 @@ def load_checkpoint(path, expect: dict | None = None) -> dict:
     if not path.is_file():
         raise UserError(f"checkpoint {path} not found; pass the .pt written by "
                         "`lmoe-viz pretrain` or `lmoe-viz finetune`")
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] != b"PK" and magic[:1] != b"\x80":      # torch.save: a zip, or a legacy pickle
+        raise UserError(f"{path} is not a checkpoint (not a file written by torch.save); pass "
+                        "the checkpoint.pt of a run folder")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

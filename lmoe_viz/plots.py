@@ -14,6 +14,7 @@ import numpy as np
 import seaborn as sns
 from scipy.stats import beta as beta_dist
 
+from .io import ensure_dir
 from .sampling import sample_rows
 
 _PAL = sns.color_palette("colorblind", 10)
@@ -159,7 +160,7 @@ def lambda_histogram(lambdas, alpha: float, ax=None, bins: int = 20):
 def save_figure(fig, out_dir, name: str) -> list[Path]:
     """Save ``fig`` as PNG and PDF at print resolution; returns the paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.pdf"]
     for p in paths:
         fig.savefig(p, dpi=DPI, bbox_inches="tight")

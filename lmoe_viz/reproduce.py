@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .errors import UserError
-from .io import atomic_write_text
+from .io import atomic_write_text, check_can_create, ensure_dir
 from .nbcache import NotebookState, inputs_digest, outputs_state, package_digest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
@@ -82,7 +82,7 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
     from tqdm.auto import tqdm
     out = Path(out).resolve()
     params = {"runs_dir": str(out / "runs"), "out_dir": str(out), **(params or {}), "preset": preset}
-    (out / "notebooks").mkdir(parents=True, exist_ok=True)
+    check_can_create(out)
     known = {}
     for nb in notebooks:                      # check every notebook before running any
         known[nb] = notebook_parameters(NOTEBOOK_DIR / nb)
@@ -91,6 +91,7 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
     if unknown:
         raise UserError(f"unknown parameter(s) {unknown}; the notebooks take "
                         f"{sorted(set().union(*known.values()))}")
+    ensure_dir(out / "notebooks")
     timings, skipped = {}, []
     state, package = NotebookState(out), package_digest()
     for nb in tqdm(notebooks, desc=f"reproduce {preset}", disable=not progress):

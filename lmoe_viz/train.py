@@ -40,7 +40,7 @@ import torch.distributed as dist
 from .config import RunConfig
 from .errors import TrainingError, UserError
 from .extract import predict_all
-from .io import atomic_write_json, dict_hash, file_sha256, read_json
+from .io import atomic_write_json, check_can_create, dict_hash, file_sha256, read_json
 from .methods import draw_mix, objective
 from .metrics import accuracy, evaluate_logits
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
@@ -85,6 +85,8 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     device = resolve_device(cfg.device)
     ddp = init_distributed(device)
     rank, world = dist_info()
+    if rank == 0:
+        check_can_create(out_dir)    # a bad --out fails now, not after the first epoch
     identity = run_identity(cfg)
     run_hash = dict_hash(identity)
     resume = _existing_run(out_dir / CKPT, cfg, run_hash, overwrite)

@@ -83,3 +83,28 @@ def test_wrong_architecture_init_and_other_run_in_out(tmp_path, fashion_dir, dig
     _fails(["pretrain", "--preset", "digits", "--out", str(out), "--epochs", "4", "--no-progress"],
            "holds a run of a different config", capsys)
     assert (out / "checkpoint.pt").read_bytes() == before
+
+
+def test_out_where_no_folder_can_be_made_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    for argv in (["pretrain", "--preset", "digits", "--epochs", "1", "--no-progress"],
+                 ["reproduce", "--preset", "digits", "--no-progress"]):
+        assert main(argv + ["--out", str(blocker / "sub")]) == 2
+        err = capsys.readouterr().err
+        assert "cannot create folder" in err and "is a file" in err and "Traceback" not in err
+        assert err.count("\n") == 1
+    assert blocker.read_text() == "not a folder"
+
+
+def test_evaluate_names_what_contradicts_the_checkpoint(tmp_path, digits_pretrained, capsys):
+    ck = str(digits_pretrained)
+    assert main(["evaluate", "--checkpoint", ck, "--split", "3"]) == 2
+    assert "--split 3 contradicts checkpoint" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", ck, "--preset", "fashion-mnist"]) == 2
+    assert "(preset 'digits')" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", ck, "--preset", "digits", "--split", "0",
+                 "--out", str(tmp_path / "m.json")]) == 0
+    metrics = digits_pretrained.parent / "metrics.json"
+    assert main(["evaluate", "--checkpoint", str(metrics)]) == 2
+    assert "is not a checkpoint" in capsys.readouterr().err
