@@ -75,6 +75,7 @@ class Run:
     image_hw: tuple                 # the training crop (CutMix boxes)
     run_hash: str
     base: dict                      # what every checkpoint carries besides the state
+    curves: object = None           # TensorBoard writer of rank 0 (tensorboard/ beside metrics.json)
 
 
 def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = True,
@@ -96,6 +97,7 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
         _check_runtime(resume, world, device, out_dir, allow_resume_change)
     run = _setup(cfg, out_dir, device, ddp, rank, world, identity, run_hash)
     state = _initial_state(run, resume)
+    run.curves = curves_writer(out_dir, state["step"]) if rank == 0 else None
     for epoch in range(state["epoch"], cfg.epochs):
         t0 = time.time()
         sums = _train_epoch(run, state, epoch, progress)
@@ -106,6 +108,8 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
         record.update(seconds=round(time.time() - t0, 3), train_seconds=round(t1 - t0, 3),
                       eval_seconds=round(time.time() - t1, 3))
         _end_epoch(run, state, record)
+    if run.curves is not None:
+        run.curves.close()
     if ddp:
         dist.destroy_process_group()
     return load_checkpoint(out_dir / CKPT)["final"] if rank == 0 else {}
@@ -277,8 +281,11 @@ def _train_epoch(run: Run, state: dict, epoch: int, progress: bool) -> dict:
             sums[k] = sums[k] + v.float() if k in sums else v.float()
         if (i + 1) % CHECK_EVERY == 0:
             watch.check(epoch, run.out_dir)
+            running = float(sums["loss"]) / (i + 1)
             if bar is not None:
-                bar.set_postfix(loss=f"{float(sums['loss']) / (i + 1):.3f}")
+                bar.set_postfix(loss=f"{running:.3f}")
+            if run.curves is not None:
+                run.curves.add_scalar("train/loss_running", running, state["step"])
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -357,13 +364,50 @@ def _final_metrics(run: Run, state: dict) -> dict:
 
 # ---------------------------------------------------------------------------- checkpoints
 
+def curves_writer(out_dir: Path, step: int):
+    """TensorBoard event files in ``out_dir/tensorboard`` (MixOE's code logs its curves
+    with a SummaryWriter too). A resumed run purges events past its checkpoint's step, so
+    the curves of a killed epoch do not show twice (the checkpoint's own epoch, logged at its
+    last step, stays). None when tensorboard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"), purge_step=step + 1 if step else None)
+
+
+def _curve_tag(key: str, final: bool = False) -> str:
+    if final:
+        return f"final/{key}"
+    if key.endswith("seconds"):
+        return f"time/{key}"
+    if key == "lr" or key.startswith("train_"):
+        return f"train/{key.removeprefix('train_')}"
+    return f"val/{key.removeprefix('val_')}" if key.startswith("val_") else f"test/{key}"
+
+
+def _log_curves(run: Run, step: int, record: dict, final: bool = False) -> None:
+    """Every number of an epoch's record (train/*, val/*, test/*, time/*), or of the final
+    metrics of the selected model (final/*), at the run's step."""
+    if run.curves is None:
+        return
+    for key, value in record.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in (
+                "epoch", "steps", "world_size", "selected_epoch") and not key.startswith(("id_", "ood_", "num_", "aux")):
+            run.curves.add_scalar(_curve_tag(key, final), value, step)
+    run.curves.flush()
+
+
 def _end_epoch(run: Run, state: dict, record: dict) -> None:
     """Select, evaluate at the end, then write the checkpoint and (after it) metrics.json."""
+    _log_curves(run, state["step"], record)
     state["epoch"] = record["epoch"]
     state["history"].append(record)
     _track_best(state, record, run.model, run.cfg.select)
     finished = state["epoch"] == run.cfg.epochs
     final = _final_metrics(run, state) if finished else None
+    if final is not None:
+        _log_curves(run, state["step"], final, final=True)
     if run.rank == 0:
         save_checkpoint(run.out_dir / CKPT, {
             **run.base, **_saved_state(state, finished), "model": run.model.state_dict(),

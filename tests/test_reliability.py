@@ -201,4 +201,4 @@ def test_torchrun_two_cpu_processes(tmp_path):
     subprocess.run(cmd + ["--init", str(pre / "checkpoint.pt")], check=True, capture_output=True, timeout=300)
     ft = _metrics(out)
     assert ft["world_size"] == 2 and ft["finished"]
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "tensorboard"]

@@ -211,3 +211,35 @@ def test_compiled_network_trains_like_the_eager_one(tmp_path, digits_pretrained)
     assert compiled["run_hash"] == eager["run_hash"]
     assert abs(compiled["accuracy"] - eager["accuracy"]) <= 2.0
     assert abs(compiled["auroc"] - eager["auroc"]) <= 0.02
+
+
+def _scalars(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(Path(run_dir) / "tensorboard"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_tensorboard_curves_beside_metrics_survive_a_resume(tmp_path, monkeypatch):
+    """Read back with TensorBoard's own reader: one point per epoch, the final metrics, and
+    after a kill and resume no epoch twice. The kill comes as epoch 2's checkpoint is
+    written (its curves are logged, its checkpoint is not): the resume redoes epoch 2."""
+    cfg = RunConfig(preset="digits", epochs=3, device="cpu", eval_every=2)
+    out = tmp_path / "r"
+    real, calls = train_mod.save_checkpoint, {"n": 0}
+
+    def kill_at_the_second(path, payload):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        real(path, payload)
+    with monkeypatch.context() as m:
+        m.setattr(train_mod, "save_checkpoint", kill_at_the_second)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, out, progress=False)
+    final = train(cfg, out, progress=False)
+    sc, m = _scalars(out), _metrics(out)
+    steps = [h for h in m["history"]]
+    assert [v for _, v in sc["train/loss"]] == pytest.approx([h["train_loss"] for h in steps], rel=1e-6)
+    assert len(sc["train/lr"]) == 3 and len(sc["test/accuracy"]) == 1      # epoch 2 only
+    assert sc["final/accuracy"] == [(final["steps"], pytest.approx(final["accuracy"]))]
