@@ -96,23 +96,68 @@ class Grid:
         return Path(self.runs_dir) / cell_name(cfg.method, cfg.lc, cfg.alpha, cfg.seed,
                                                cfg.lc_mode, cfg.bn)
 
+    def run_names(self) -> list[str]:
+        """The run folders of this grid: the pretraining, then every cell."""
+        return [PRETRAINED] + [self.run_dir(c).name for c in self.cells()]
+
     def run(self, progress: bool = True) -> pd.DataFrame:
-        """Train what is missing (pretraining first), return the results table."""
-        from tqdm.auto import tqdm
-
+        """Train what is missing (pretraining first), return the results table of exactly
+        this grid's runs (other runs in ``runs_dir`` are left out). ``progress``: one plain
+        line per epoch of each run trained (run i/N, its name, epoch, the grid's ETA), the
+        same in a terminal, a log and a notebook (no widget left behind in saved outputs)."""
         from .train import train
-        train(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED, progress=False)
-        cells = self.cells()
-        for cfg in tqdm(cells, desc=f"{self.preset} grid", disable=not progress):
-            train(cfg, self.run_dir(cfg), progress=False)
-        return results_table(self.runs_dir)
+        jobs = [(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED)]
+        jobs += [(cfg, self.run_dir(cfg)) for cfg in self.cells()]
+        report = GridProgress(len(jobs), enabled=progress)
+        for i, (cfg, out) in enumerate(jobs, 1):
+            report.start(i, out.name)
+            train(cfg, out, progress=False, on_epoch=report.epoch)
+            report.done()
+        return self.table()
 
-    def figure_runs(self, alpha: float, seed: int = 0) -> dict:
-        """{label: run folder} of the five models of Figs. 3-4 at ``alpha`` (trained if missing)."""
+    def table(self, **kw) -> pd.DataFrame:
+        """``results_table`` of this grid's runs only (keywords: protocol, convention, ...)."""
+        return results_table(self.runs_dir, runs=self.run_names(), **kw)
+
+    def focus(self, alpha: float, seed: int) -> tuple[float, int, list[str]]:
+        """The alpha and seed the figures show: the requested ones when the grid has them,
+        else the grid's nearest alpha / first seed, with a note saying so."""
+        notes = []
+        if alpha not in self.alphas:
+            near = min(self.alphas, key=lambda a: (abs(np.log(a / alpha)), a))
+            notes.append(f"alpha_focus {alpha:g} is not among the grid's alphas "
+                         f"{[float(a) for a in self.alphas]}: the figures show alpha {near:g}")
+            alpha = near
+        if seed not in self.seeds:
+            notes.append(f"seed_focus {seed} is not among the grid's seeds {list(self.seeds)}: "
+                         f"the figures show seed {self.seeds[0]}")
+            seed = self.seeds[0]
+        return float(alpha), int(seed), notes
+
+    def figure_models(self) -> tuple[list, list[str]]:
+        """The models of Figs. 3-4 that this grid trains, and a note for each left out."""
+        keep, notes = [], []
+        for method, lc in FIGURE_MODELS:
+            if method == "baseline" or (method in self.methods and lc in self.lcs):
+                keep.append((method, lc))
+            else:
+                notes.append(f"{model_label(method, lc)} is not in the grid (methods "
+                             f"{list(self.methods)}, lcs {list(self.lcs)}): left out of the figures")
+        return keep, notes
+
+    def figure_runs(self, alpha: float, seed: int = 0, verbose: bool = True) -> dict:
+        """{label: run folder} of the models of Figs. 3-4 that the grid holds, at the focus
+        alpha and seed (``focus``), trained if missing. Nothing outside the grid is trained,
+        so nothing enters Table I that was not asked for; what is left out is printed."""
         from .train import train
+        alpha, seed, notes = self.focus(alpha, seed)
+        models, more = self.figure_models()
+        if verbose:
+            for note in notes + more:
+                print("note:", note)
         train(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED, progress=False)
         runs = {}
-        for method, lc in FIGURE_MODELS:
+        for method, lc in models:
             if method == "baseline":
                 runs[model_label(method)] = Path(self.runs_dir) / PRETRAINED
                 continue
@@ -122,16 +167,55 @@ class Grid:
         return runs
 
 
+class GridProgress:
+    """Plain progress lines of a grid: ``[grid 3/27] mixoe_a1_s0 epoch 2/5 | ETA 4 min``.
+
+    The ETA assumes the runs still to train cost what the trained ones cost on average;
+    finished (cached) runs cost nothing and print nothing."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.enabled = total, enabled
+        self.trained, self.seconds, self.current = 0, 0.0, None
+
+    def start(self, i: int, name: str) -> None:
+        import time
+        self.i, self.name, self.t0, self.current = i, name, time.time(), None
+
+    def epoch(self, record: dict, epochs: int) -> None:
+        import time
+        self.current = time.time() - self.t0
+        if not self.enabled:
+            return
+        per_run = (self.seconds + self.current * epochs / record["epoch"]) / (self.trained + 1)
+        left = per_run * (self.total - self.i) + self.current * (epochs - record["epoch"]) / record["epoch"]
+        print(f"[grid {self.i}/{self.total}] {self.name} epoch {record['epoch']}/{epochs} "
+              f"| ETA {_duration(left)}", flush=True)
+
+    def done(self) -> None:
+        if self.current is not None:           # it trained (a cached run reports no epoch)
+            self.trained += 1
+            self.seconds += self.current
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
 def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
                   score: str = "msp", data_root=None, device="cpu",
-                  recalibrate_bn: bool = False) -> pd.DataFrame:
-    """One row per finished run under ``runs_dir``, under a named protocol, score and
+                  recalibrate_bn: bool = False, runs=None) -> pd.DataFrame:
+    """One row per finished run under ``runs_dir`` (only the folders named in ``runs``
+    when given: a grid's own cells, ``Grid.table``), under a named protocol, score and
     metric convention (evaluation.py). ``holdout``/``ours``/``msp`` is what training
     records in metrics.json; any other combination, or ``recalibrate_bn`` (BatchNorm
     statistics recomputed on ID training data, a diagnostic), is computed from cached
     logits. Rows carry the run's BatchNorm regime (``bn``) and L_LC mode."""
     rows = []
-    for path in sorted(Path(runs_dir).glob("*/metrics.json")):
+    paths = sorted(Path(runs_dir).glob("*/metrics.json"))
+    if runs is not None:
+        wanted = set(runs)
+        paths = [p for p in paths if p.parent.name in wanted]
+    for path in paths:
         m = json.loads(path.read_text())
         if not m.get("finished"):
             continue

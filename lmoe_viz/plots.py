@@ -93,10 +93,22 @@ def logit_pca(id_2d, ood_2d, ax=None, label: str = "model", lim: float | None = 
     return ax
 
 
+def pca_limit(logits: dict) -> float:
+    """The common axis half-width of the per-model PCA plots (Fig. 4's one scale)."""
+    proj = (pca_project(a, b)[:2] for a, b in logits.values())
+    return max(float(np.abs(np.concatenate([a, b])).max()) for a, b in proj) * 1.05
+
+
+def legend_below(ax, ncol: int = 2):
+    """The legend under the axes, outside the data (bars reach every height)."""
+    ax.legend(frameon=False, fontsize="x-small", ncol=ncol, loc="upper center",
+              bbox_to_anchor=(0.5, -0.22))
+
+
 def logit_pca_grid(logits: dict):
     """PCA per model with one common axis scale, so shrinking logits are visible."""
     proj = {k: pca_project(a, b)[:2] for k, (a, b) in logits.items()}
-    lim = max(float(np.abs(np.concatenate([a, b])).max()) for a, b in proj.values()) * 1.05
+    lim = pca_limit(logits)
     fig, axes = plt.subplots(1, len(proj), figsize=(COLUMN_WIDTH * len(proj) * 0.75, 2.9),
                              squeeze=False, constrained_layout=True)
     for ax, (label, (a, b)) in zip(axes[0], proj.items()):
@@ -123,18 +135,23 @@ def sample_logit_responses(resp: dict, ax=None, title: str | None = None):
     ax.set_xlabel("ID class")
     ax.set_ylabel("logit")
     ax.set_title(title or f"logits at lambda = {resp['lam']:.2f}")
-    ax.legend(frameon=False, fontsize="x-small", ncol=2)
+    legend_below(ax)
     return ax
 
 
-def beta_densities(alphas, ax=None, grid: int = 400):
-    """Densities of Beta(alpha, alpha) for each alpha (Fig. 7)."""
+def beta_densities(alphas, ax=None, grid: int = 400, fmt: str = "g"):
+    """Densities of Beta(alpha, alpha) for each alpha (Fig. 7). The y range shows every
+    curve inside the axes, up to 6 (the U-shaped densities of small alpha diverge at 0 and
+    1), and at least 0..2, so alpha = 1's flat density 1 sits mid-height, not on a spine."""
     ax = _ax(ax)
     x = np.linspace(0.002, 0.998, grid)
     pal = sns.color_palette("viridis", len(alphas))
+    top = 0.0
     for a, c in zip(alphas, pal):
-        ax.plot(x, beta_dist.pdf(x, a, a), color=c, label=f"alpha = {a:g}")
-    ax.set_ylim(0, min(6.0, ax.get_ylim()[1]))
+        y = beta_dist.pdf(x, a, a)
+        top = max(top, float(np.max(y)))
+        ax.plot(x, y, color=c, label=f"alpha = {format(a, fmt)}")
+    ax.set_ylim(0, min(6.0, max(2.0, 1.15 * top)))
     ax.set_xlabel("lambda")
     ax.set_ylabel("density")
     ax.set_title("Beta(alpha, alpha)")
@@ -155,6 +172,14 @@ def lambda_histogram(lambdas, alpha: float, ax=None, bins: int = 20):
     ax.set_title(f"alpha = {alpha:g}")
     ax.legend(frameon=False, fontsize="x-small")
     return ax
+
+
+def show(fig) -> None:
+    """Display ``fig`` once in a notebook and close it, so the inline backend does not show
+    it a second time at the end of the cell."""
+    from IPython.display import display
+    display(fig)
+    plt.close(fig)
 
 
 def save_figure(fig, out_dir, name: str) -> list[Path]:

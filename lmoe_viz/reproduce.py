@@ -164,6 +164,14 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+def kernel_language_info() -> dict:
+    """What the ipykernel of this Python reports on start; stored in the notebooks so that
+    JupyterLab, opening them with the same kernel, finds nothing to update and does not
+    mark them modified."""
+    from ipykernel.ipkernel import IPythonKernel
+    return dict(IPythonKernel.language_info)
+
+
 def strip_outputs(nb) -> bool:
     """Strip outputs and execution counts except in cells marked ``# NBVAL_CHECK_OUTPUT``
     (nbstripout's result for the other cells; the checked cells keep their output and a
@@ -181,7 +189,7 @@ def strip_outputs(nb) -> bool:
                     o["execution_count"] = number
         cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
     nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                   "language_info": {"name": "python"}}
+                   "language_info": kernel_language_info()}
     return json.dumps(nb, sort_keys=True, default=str) != before
 
 

@@ -79,8 +79,9 @@ class Run:
 
 
 def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = True,
-          allow_resume_change: bool = False) -> dict:
-    """Train ``cfg`` into ``out_dir`` (resuming if a checkpoint of the same run is there)."""
+          allow_resume_change: bool = False, on_epoch=None) -> dict:
+    """Train ``cfg`` into ``out_dir`` (resuming if a checkpoint of the same run is there).
+    ``on_epoch(record, epochs)`` is called on rank 0 after each epoch (progress reports)."""
     cfg = cfg.resolved()
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
@@ -108,6 +109,8 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
         record.update(seconds=round(time.time() - t0, 3), train_seconds=round(t1 - t0, 3),
                       eval_seconds=round(time.time() - t1, 3))
         _end_epoch(run, state, record)
+        if on_epoch is not None and rank == 0:
+            on_epoch(record, cfg.epochs)
     if run.curves is not None:
         run.curves.close()
     if ddp:

@@ -65,3 +65,49 @@ def test_energy_oe_rows_are_labelled_and_ordered():
                                                "fpr95": 0.4, "model": E.model_label("energy_oe")}])])
     s = E.summary_table(df)
     assert list(s.model)[:3] == ["Pretrained", "OE", "Energy-OE"]
+
+
+def _fake_run(runs, name, method, lc=False, alpha=1.0, seed=0):
+    import json
+    d = runs / name
+    d.mkdir(parents=True)
+    cfg = {"method": method, "lc": lc, "alpha": alpha, "seed": seed, "bn": "id-stats"}
+    (d / "metrics.json").write_text(json.dumps({"finished": True, "config": cfg, "accuracy": 90.0,
+                                                "auroc": 0.9, "fpr95": 0.5}))
+
+
+def test_grid_table_holds_exactly_the_requested_cells(tmp_path):
+    """Runs of another grid in the same folder (alpha 1 here) stay out of this grid's table."""
+    g = E.Grid(runs_dir=str(tmp_path), methods=("mixoe",), lcs=(False,), alphas=(3.0,), seeds=(1,),
+               bn="id-stats")
+    for name in g.run_names():
+        method = "baseline" if name == E.PRETRAINED else name.split("_")[0]
+        _fake_run(tmp_path, name, method, alpha=3.0, seed=1)
+    _fake_run(tmp_path, "logit_mixoe_lc_a1_s0_bn-id-stats", "logit_mixoe", True, 1.0, 0)
+    _fake_run(tmp_path, "mixoe_a1_s0_bn-id-stats", "mixoe", False, 1.0, 0)
+    assert g.run_names() == ["pretrained", "oe_s1_bn-id-stats", "mixoe_a3_s1_bn-id-stats"]
+    assert sorted(g.table().run) == sorted(g.run_names())
+    assert len(E.results_table(tmp_path)) == 5           # the folder holds more
+
+
+def test_figures_show_only_the_grids_models_and_say_what_is_left_out():
+    g = E.Grid(methods=("mixoe",), lcs=(False,), alphas=(3.0, 10.0), seeds=(1, 2))
+    models, notes = g.figure_models()
+    assert models == [("baseline", False), ("mixoe", False)]
+    assert len(notes) == 3 and "Logit MixOE w/ L_LC is not in the grid" in notes[-1]
+    alpha, seed, notes = g.focus(1.0, 0)
+    assert (alpha, seed) == (3.0, 1) and len(notes) == 2
+    assert "alpha_focus 1 is not among the grid's alphas [3.0, 10.0]: the figures show alpha 3" in notes[0]
+    assert g.focus(10.0, 2) == (10.0, 2, [])
+
+
+def test_grid_progress_lines_name_the_run_and_an_eta(capsys):
+    p = E.GridProgress(3)
+    p.start(1, "pretrained")
+    p.done()                                      # cached: nothing printed, not counted
+    p.start(2, "oe_s0")
+    p.t0 -= 10.0                                  # 10 s into the run
+    p.epoch({"epoch": 1}, 2)
+    out = capsys.readouterr().out
+    assert out.startswith("[grid 2/3] oe_s0 epoch 1/2 | ETA ")
+    assert "ETA 30 s" in out                      # 10 s left of this run + 20 s for the last

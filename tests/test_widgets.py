@@ -1,6 +1,13 @@
-import numpy as np
+"""The explorers: one figure each, replaced in place on every control change; the Beta
+explorer readable at every alpha; the PCA view on the common scale; no legend on data."""
+import base64
+import io
 
-from lmoe_viz import widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
+
+from lmoe_viz import plots, widgets
 
 
 def _resp():
@@ -8,35 +15,86 @@ def _resp():
             "input_mix": np.array([1.0, 0.1, 0.0]), "lam": 0.5}
 
 
-def test_mix_explorer_redraws_with_slider(monkeypatch):
-    shown = []
-    monkeypatch.setattr(widgets, "_static", lambda draw, *a: shown.append(a))
+def _image(box):
+    """The one figure the explorer's Output holds now, as pixels."""
+    (out,) = [c for c in box.children if c.__class__.__name__ == "Output"]
+    assert len(out.outputs) == 1
+    png = out.outputs[0]["data"]["image/png"]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(png))))
+
+
+def test_mix_explorer_redraws_one_figure_in_place(monkeypatch):
     box = widgets.mix_explorer(_resp())
     slider = box.children[0].children[0]
-    assert slider.description == "lambda" and slider.value == 0.5 and len(shown) == 1
+    assert slider.description == "lambda" and slider.value == 0.5
+    first = _image(box)
     calls = []
-    monkeypatch.setattr(widgets, "draw_mix", lambda fig, resp, lam: calls.append(lam))
-    slider.value = 0.8
-    assert calls == [0.8]
+    real = widgets.draw_mix
+    monkeypatch.setattr(widgets, "draw_mix", lambda fig, resp, lam: (calls.append(lam), real(fig, resp, lam)))
+    slider.value = 0.9
+    assert calls == [0.9] and box.figures == 2
+    assert not np.array_equal(_image(box), first)          # the figure shows the new state
+    # a saved notebook without a kernel shows the initial figure, not VBox(...)
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))), first)
 
 
-def test_draw_mix_shows_msp():
-    import matplotlib.pyplot as plt
+def test_draw_mix_shows_msp_and_keeps_the_legend_off_the_bars():
     fig = plt.figure()
     widgets.draw_mix(fig, _resp(), 1.0)
     ax1, ax2 = fig.axes
-    assert len(ax1.patches) == 6 and ax2.get_title().startswith("MSP = ")
+    assert len(ax1.patches) == 6
     p = np.exp(_resp()["id"]) / np.exp(_resp()["id"]).sum()
     assert ax2.get_title() == f"MSP = {p.max():.3f}"
+    _assert_legend_outside(fig, ax1)
 
 
-def test_beta_and_picker_widgets():
-    box = widgets.beta_explorer(2.0)
-    assert box.children[0].children[0].value == 2.0
+def _assert_legend_outside(fig, ax):
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    leg = ax.get_legend().get_window_extent(renderer)
+    assert leg.y1 <= ax.get_window_extent(renderer).y0 + 1e-6
+
+
+def test_sample_response_legend_covers_no_bar():
+    fig, ax = plt.subplots(constrained_layout=True)
+    r = {**_resp(), "logit_mix": np.array([1.8, 0.1, -0.45])}
+    plots.sample_logit_responses(r, ax=ax)
+    _assert_legend_outside(fig, ax)
+
+
+def test_beta_explorer_is_visible_at_every_alpha_and_legend_rounds_like_the_slider():
+    for alpha in (0.06, 1.0, 19.9):
+        fig = plt.figure()
+        widgets.draw_beta(fig, alpha)
+        ax = fig.axes[0]
+        y = ax.lines[0].get_ydata()
+        lo, hi = ax.get_ylim()
+        visible = y[(y >= lo) & (y <= hi)]
+        assert len(visible) > len(y) / 2
+        assert np.median(visible) < hi * 0.9, alpha        # not drawn along the top spine
+    box = widgets.beta_explorer(1.0)
+    slider = box.children[0].children[0]
+    slider.value = 1.1220184543019633                      # a log-slider step
+    fig = plt.figure()
+    widgets.draw_beta(fig, slider.value)
+    label = fig.axes[0].get_legend().get_texts()[0].get_text()
+    assert label == "alpha = " + format(slider.value, slider.readout_format) == "alpha = 1.12"
+
+
+def test_model_picker_keeps_one_pca_scale_for_every_model():
     rng = np.random.RandomState(0)
-    logits = {"A": (rng.randn(20, 3), rng.randn(10, 3)), "B": (rng.randn(20, 3), rng.randn(10, 3))}
+    logits = {"big": (rng.randn(40, 3) * 10, rng.randn(20, 3) * 10),
+              "small": (rng.randn(40, 3), rng.randn(20, 3))}
+    lim = plots.pca_limit(logits)
     box = widgets.model_score_picker(logits)
     model, score = box.children[0].children
-    assert list(model.options) == ["A", "B"] and "energy" in score.options
-    score.value = "msp"          # redraws without error
-    model.value = "B"
+    assert list(model.options) == ["big", "small"] and "energy" in score.options
+    before = _image(box)
+    model.value = "small"
+    assert box.figures == 2 and not np.array_equal(_image(box), before)
+    for name in logits:
+        fig = plt.figure()
+        widgets.draw_model_view(fig, logits, name, "msp", lim)
+        assert fig.axes[1].get_xlim() == (-lim, lim)     # the PCA axes, not rescaled per model
