@@ -8,8 +8,8 @@ are reused by a second call (cached checkpoints and logits), which is much faste
 from __future__ import annotations
 
 import ast
-import html
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import yaml
 from .errors import UserError
 from .io import atomic_write_text, check_can_create, ensure_dir
 from .nbcache import NotebookState, inputs_digest, outputs_state, package_digest
+from .report import write_index
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_train.ipynb", "02_logit_norm_histograms.ipynb", "03_logit_pca.ipynb",
@@ -74,12 +75,24 @@ def check_types(nb_name: str, defaults: dict, params: dict) -> None:
                             f"got {type(value).__name__} {value!r}; fix it in -p or the params file")
 
 
+def _ipc_kernel_manager():
+    """Kernels over local IPC sockets, not unencrypted TCP (ipykernel warns about TCP)."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.transport = "ipc"
+    return IPCKernelManager
+
+
 def reproduce(preset: str, out, params: dict | None = None, progress: bool = True,
               notebooks=NOTEBOOKS, kernel_name: str = "python3", force: bool = False) -> dict:
     """Execute ``notebooks`` into ``out``; a notebook whose inputs and outputs are as its
-    last execution left them is not executed again (nbcache.py) unless ``force``."""
+    last execution left them is not executed again (nbcache.py) unless ``force``.
+    ``progress``: a line per notebook and the notebooks' own printed lines (the grid's
+    per-run progress with its ETA) as they come, on stdout."""
     import papermill as pm
-    from tqdm.auto import tqdm
     out = Path(out).resolve()
     params = {"runs_dir": str(out / "runs"), "out_dir": str(out), **(params or {}), "preset": preset}
     check_can_create(out)
@@ -94,17 +107,20 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
     ensure_dir(out / "notebooks")
     timings, skipped = {}, []
     state, package = NotebookState(out), package_digest()
-    for nb in tqdm(notebooks, desc=f"reproduce {preset}", disable=not progress):
+    for i, nb in enumerate(notebooks, 1):
         nb_params = {k: v for k, v in params.items() if k in known[nb]}
         if not force and state.up_to_date(nb, inputs_digest(NOTEBOOK_DIR / nb, nb_params, out, package)):
             skipped.append(nb)
             timings[nb] = state.seconds(nb)
+            _say(progress, f"[reproduce {i}/{len(notebooks)}] {nb}: up to date")
             continue
+        _say(progress, f"[reproduce {i}/{len(notebooks)}] {nb}: executing")
         t0, before = time.time(), outputs_state(out)
         try:
             pm.execute_notebook(str(NOTEBOOK_DIR / nb), str(out / "notebooks" / nb),
                                 parameters=nb_params, kernel_name=kernel_name, progress_bar=False,
-                                cwd=str(out))
+                                cwd=str(out), kernel_manager_class=_ipc_kernel_manager(),
+                                stdout_file=sys.stdout if progress else None)
         except pm.PapermillExecutionError as exc:
             raise UserError(f"notebook {nb} failed in cell {exc.exec_count}: {exc.ename}: "
                             f"{exc.evalue.splitlines()[0] if exc.evalue else ''}; the executed copy "
@@ -112,31 +128,28 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
         timings[nb] = round(time.time() - t0, 2)
         state.executed(nb, inputs_digest(NOTEBOOK_DIR / nb, nb_params, out, package), before,
                        timings[nb])
-    index = write_index(out, preset, timings)
+    index = write_index(out, preset, timings, skipped)
     atomic_write_text(out / "reproduce.json", json.dumps({"preset": preset, "params": params,
                                                           "seconds": timings, "up_to_date": skipped},
                                                          indent=2))
     return {"index": index, "seconds": timings, "up_to_date": skipped}
 
 
-def write_index(out: Path, preset: str, timings: dict) -> Path:
-    """A one-page Markdown and HTML index of every figure and the results table."""
-    figs = sorted((out / "figures").glob("*.png"))
-    table = out / "tables" / "table1.md"
-    md = [f"# lmoe_viz reproduction: preset `{preset}`", "",
-          "Executed notebooks: " + ", ".join(f"[{n}](notebooks/{n}) ({s:.0f} s)" for n, s in timings.items()),
-          ""]
-    if table.is_file():
-        md += ["## Table I (mean ± std over seeds; best per column in bold)", "", table.read_text(), ""]
-    page = [f"<h1>lmoe_viz reproduction: preset {html.escape(preset)}</h1>"]
-    if table.is_file():
-        page.append("<pre>" + html.escape(table.read_text()) + "</pre>")
-    for f in figs:
-        md += [f"## {f.stem}", "", f"![{f.stem}](figures/{f.name})", f"[PDF](figures/{f.stem}.pdf)", ""]
-        page.append(f"<h2>{html.escape(f.stem)}</h2><img src='figures/{f.name}' style='max-width:100%'>")
-    atomic_write_text(out / "index.md", "\n".join(md))
-    atomic_write_text(out / "index.html", "<html><body>" + "\n".join(page) + "</body></html>\n")
-    return out / "index.md"
+def _say(enabled: bool, line: str) -> None:
+    if enabled:
+        print(line, flush=True)
+
+
+def summary_line(res: dict, preset: str, seconds: float) -> str:
+    """One line: what ran, Table I's size, the figures, where to look."""
+    out = Path(res["index"]).parent
+    table = out / "tables" / "table1.csv"
+    rows = max(len(table.read_text().splitlines()) - 1, 0) if table.is_file() else 0
+    figs = len(list((out / "figures").glob("*.png")))
+    fresh = len(res["seconds"]) - len(res["up_to_date"])
+    return (f"reproduce {preset}: {len(res['seconds'])} notebooks ({fresh} executed, "
+            f"{len(res['up_to_date'])} up to date) in {seconds:.0f} s; Table I {rows} rows, "
+            f"{figs} figures; open {res['index']}")
 
 
 def add_parser(sub) -> None:
@@ -146,7 +159,8 @@ def add_parser(sub) -> None:
     p.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="notebook parameter (value parsed as YAML)")
     p.add_argument("-f", "--params-file", default=None, help="YAML file of parameters (see params/)")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="print only the final summary line (CI)")
     p.add_argument("--force", action="store_true",
                    help="execute every notebook, even those whose inputs and outputs are unchanged")
     p.set_defaults(func=cmd_reproduce)
@@ -157,10 +171,8 @@ def cmd_reproduce(args) -> int:
     get_preset(args.preset)
     params = load_params(args.params_file, args.param)
     t0 = time.time()
-    res = reproduce(args.preset, args.out, params, progress=not args.no_progress, force=args.force)
-    fresh = len(res["seconds"]) - len(res["up_to_date"])
-    print(f"wrote {res['index']} ({time.time() - t0:.0f} s; {fresh} notebook(s) executed, "
-          f"{len(res['up_to_date'])} up to date)")
+    res = reproduce(args.preset, args.out, params, progress=not args.quiet, force=args.force)
+    print(summary_line(res, args.preset, time.time() - t0))
     return 0
 
 

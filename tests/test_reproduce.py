@@ -32,7 +32,9 @@ def test_reproduce_digits_writes_every_artifact(tmp_path):
         assert (tmp_path / "tables" / f"table1.{ext}").is_file()
     index = (tmp_path / "index.md").read_text()
     assert all(f"figures/{f}.png" in index for f in figs) and "Table I" in index
-    assert (tmp_path / "index.html").is_file()
+    page = (tmp_path / "index.html").read_text()
+    assert "<meta charset='utf-8'>" in page and "<table>" in page and "**" not in page
+    assert "<a href='notebooks/01_train.ipynb'>" in page and "Fig. 4: PCA of logits" in page
     table = (tmp_path / "tables" / "table1.md").read_text()
     assert "Logit MixOE w/ L_LC" in table and "**" in table
     assert r"\begin{tabular}" in (tmp_path / "tables" / "table1.tex").read_text()
@@ -155,3 +157,31 @@ def test_reproduce_with_another_parameter_matrix(tmp_path):
     for f in ("fig3_logit_norm_histograms", "fig4_logit_pca", "fig5_6_sample_logit_responses",
               "fig7_beta_distributions"):
         assert (tmp_path / "figures" / f"{f}.png").stat().st_size > 1000, f
+
+
+def test_index_page_is_a_page(tmp_path):
+    """A real table, a charset, titled figures at their drawn size, links to everything."""
+    import matplotlib.pyplot as plt
+
+    from lmoe_viz.report import write_index
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "table1.md").write_text(
+        "| alpha | model | AUROC (%) |\n|---|---|---|\n|  | Pretrained | 90.00 |\n"
+        "| 1 | Logit MixOE w/ L_LC | **95.50 ± 0.71** |\n")
+    (tmp_path / "tables" / "table1.csv").write_text("a\n1\n")
+    for name, width in (("fig4_logit_pca", 6.0), ("fig7_beta_distributions", 3.0)):
+        fig = plt.figure(figsize=(width, 2.0))
+        fig.savefig(tmp_path / f"{name}.png", dpi=200)
+        (tmp_path / "figures").mkdir(exist_ok=True)
+        (tmp_path / f"{name}.png").rename(tmp_path / "figures" / f"{name}.png")
+    (tmp_path / "runs" / "pretrained").mkdir(parents=True)
+    (tmp_path / "runs" / "pretrained" / "metrics.json").write_text("{}")
+    page = write_index(tmp_path, "digits", {"01_train.ipynb": 3.0}).read_text()
+    assert page.startswith("<!doctype html>") and "<meta charset='utf-8'>" in page
+    assert "<th>AUROC (%)</th>" in page and "<td><strong>95.50 ± 0.71</strong></td>" in page
+    assert "**" not in page and "<pre>" not in page
+    assert "<h2>Fig. 4: PCA of logits, one common scale</h2>" in page
+    assert "<a href='notebooks/01_train.ipynb'>" in page and "tables/table1.csv" in page
+    assert "runs/pretrained/metrics.json" in page
+    # drawn at 6 and 3 inches: 576 and 288 CSS pixels, the same type size in both
+    assert "fig4_logit_pca' width='576'" in page and "fig7_beta_distributions' width='288'" in page
