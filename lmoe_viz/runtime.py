@@ -65,6 +65,15 @@ def init_distributed(device: torch.device) -> bool:
     return True
 
 
+def sync_from_rank0(model) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics) before a sharded
+    evaluation: DDP keeps parameters equal, but each rank's last training forward moved
+    its own running statistics, and rank 0's are the ones the checkpoint saves."""
+    if dist.is_available() and dist.is_initialized():
+        for buf in model.buffers():
+            dist.broadcast(buf, 0)
+
+
 def available_cpus() -> int:
     """CPUs this process may use (its affinity mask, e.g. a Slurm allocation)."""
     try:

@@ -46,7 +46,7 @@ from .metrics import accuracy, evaluate_logits
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
                      model_from_checkpoint, save_checkpoint)
 from .runtime import (dist_info, epoch_seed, init_distributed, resolve_device, rng_state,
-                      seed_everything, set_rng_state)
+                      seed_everything, set_rng_state, sync_from_rank0)
 from .streams import stream_loader
 from .weights import load_initial_weights, weights_identity, weights_record
 
@@ -330,6 +330,7 @@ def epoch_metrics(run: Run, epoch: int) -> dict:
     (``best-val``), the test metrics every ``eval_every`` epochs; nothing otherwise (the
     test sets are evaluated once, on the selected model, at the end)."""
     cfg, out = run.cfg, {}
+    sync_from_rank0(run.model)      # every shard evaluated with the model rank 0 saves
     if cfg.select == "best-val":
         v = predict_all(run.model, run.splits.id_val, run.device, cfg.num_workers)
         out["val_accuracy"] = accuracy(v["logits"], v["labels"])

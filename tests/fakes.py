@@ -216,3 +216,18 @@ def mixoe_tree(root: Path, info_dir: Path, preset: str, num_classes: int, label_
             part = "train" if k < train_per_class else ("val" if k == train_per_class else "test")
             rows[part].append((rel, c + label_base))
     return mixoe_info(info_dir, preset, rows)
+
+
+def msp_oracle(checkpoint) -> dict:
+    """Accuracy (%) and AUROC of MSP for a checkpoint, recomputed here from its logits with
+    scikit-learn (independent of lmoe_viz.metrics): ID test = positives, OOD test = negatives."""
+    from scipy.special import softmax
+    from sklearn.metrics import roc_auc_score
+
+    from lmoe_viz.extract import extract
+    r = extract(checkpoint, parts=("id_test", "ood_test"), cache_dir=Path(checkpoint).parent / "oracle")
+    a, b = r["id_test"]["logits"], r["ood_test"]["logits"]
+    msp = np.concatenate([softmax(a, 1).max(1), softmax(b, 1).max(1)])
+    truth = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
+    return {"accuracy": 100.0 * float((a.argmax(1) == r["id_test"]["labels"]).mean()),
+            "auroc": float(roc_auc_score(truth, msp))}

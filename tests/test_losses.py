@@ -59,9 +59,17 @@ def test_mixup_and_cutmix():
     assert mixed.sum().item() == 12 and mixed[0, 0, 0, 0] == 0 and mixed[0, 0, 3, 3] == 1
     rng = np.random.default_rng(0)
     for lam0 in (0.1, 0.5, 0.9):
-        top, left, bottom, right = L.cutmix_box(lam0, 32, 32, rng)
-        assert 0 <= top <= bottom <= 32 and 0 <= left <= right <= 32
-        assert (bottom - top) * (right - left) <= (1 - lam0) * 32 * 32 + 64
+        side = 2 * (int(32 * (1 - lam0) ** 0.5) // 2)        # CutMix's cut, before clipping
+        areas = []
+        for _ in range(200):
+            top, left, bottom, right = L.cutmix_box(lam0, 32, 32, rng)
+            assert 0 <= top < bottom <= 32 and 0 <= left < right <= 32      # never empty
+            areas.append((bottom - top) * (right - left))
+        assert max(areas) <= side * side
+        if lam0 >= 0.5:                                     # room for interior boxes: the full cut
+            assert max(areas) == side * side
+        assert abs(side * side - (1 - lam0) * 1024) <= 2 * side + 1
+        assert min(areas) >= (side // 2) ** 2               # a corner keeps a quarter
 
 
 def _lc_case():

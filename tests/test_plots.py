@@ -24,10 +24,17 @@ def test_norm_histogram(logits):
 
 
 def test_norm_histogram_grid_shares_range(logits):
+    """Every panel bins the same range, wide enough for the largest norm of any model:
+    the bars themselves (not the shared x axis) start and end at the same places."""
     fig = plots.norm_histogram_grid(logits, bins=8)
     axes = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in axes] == list(logits)
-    assert axes[0].get_xlim() == axes[1].get_xlim()
+    edges = [[round(p.get_x(), 9) for p in ax.patches[:8]] for ax in axes]
+    assert edges[0] == edges[1]
+    widths = {round(p.get_width(), 9) for ax in axes for p in ax.patches[:8]}
+    assert len(widths) == 1
+    largest = max(float(np.linalg.norm(a, axis=1).max()) for a, _ in logits.values())
+    assert edges[0][0] == 0.0 and edges[0][-1] + widths.pop() >= largest
 
 
 def test_logit_pca_grid_common_scale(logits):
@@ -67,6 +74,15 @@ def test_save_figure_png_and_pdf(tmp_path):
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size > 1000 for p in paths)
 
 
-def test_one_colour_per_model():
-    colours = list(plots.MODEL_COLORS.values())
-    assert len(set(map(tuple, colours))) == len(colours)
+def test_each_model_is_drawn_in_its_own_colour():
+    """What the figures draw: the six models' ID bars pairwise distinct and none in the
+    OOD colour; an unknown label (an adaptive L_LC) still gets a colour."""
+    drawn = []
+    for label in list(plots.MODEL_COLORS) + ["Logit MixOE w/ L_LC (norm)"]:
+        fig, ax = plt.subplots()
+        plots.norm_histogram(np.ones(5), np.ones(5) * 2, ax=ax, label=label, bins=3)
+        drawn.append(tuple(np.round(ax.patches[0].get_facecolor()[:3], 4)))
+        plt.close(fig)
+    assert len(set(drawn[:6])) == 6
+    ood = tuple(np.round(plt.matplotlib.colors.to_rgb(plots.OOD_COLOR), 4))
+    assert ood not in drawn

@@ -84,10 +84,14 @@ def test_read_info_missing_file_names_the_fix(tmp_path):
 # ---------------------------------------------------------------- splits and parts
 @pytest.mark.parametrize("split", [0, 1, 2])
 def test_aircraft_classes_are_mixoes_draw(tree, split):
+    """The held-out classes of MixOE's splits 0-2 of aircraft, written out (what
+    RandomState(split).choice(range(100), 90, replace=False) leaves out), so a change of
+    our draw or of numpy's stream fails here."""
+    held_out = {0: [9, 21, 36, 44, 47, 64, 67, 83, 87, 96], 1: [1, 5, 9, 12, 16, 37, 64, 72, 75, 79],
+                2: [7, 15, 22, 34, 40, 43, 49, 72, 75, 82]}[split]
     s = build_splits(cfg(tree, "aircraft", split=split))
-    expected = np.sort(np.random.RandomState(split).choice(range(100), 90, replace=False))
-    assert s.id_classes == expected.tolist()
-    assert s.ood_classes == sorted(set(range(100)) - set(expected.tolist()))
+    assert s.ood_classes == held_out
+    assert s.id_classes == sorted(set(range(100)) - set(held_out))
 
 
 def test_aircraft_parts_follow_the_info_files(tree):
@@ -173,10 +177,10 @@ BUTTERFLY_200 = "200.Genus200_species200"
 def test_butterfly_faithful_keeps_the_empty_class_and_drops_label_200(tree):
     labels = all_labels(tree, "butterfly")
     assert min(labels.values()) == 1 and max(labels.values()) == 200
-    assert 0 in np.random.RandomState(0).choice(range(200), 150, replace=False)  # class 0 is ID
     with pytest.warns(UserWarning, match=r"ID class\(es\) \[0\] of butterfly have no training "
                                          r"image.*--correct-quirks"):
         s = build_splits(cfg(tree, "butterfly", split=0))
+    assert 0 in s.id_classes                # split 0 draws class 0 as ID: the empty class
     assert 200 not in s.ood_classes and 200 not in s.id_classes
     assert sorted(s.id_classes + s.ood_classes) == list(range(200))
     for part in PARTS:                      # label 200 is in neither the ID nor the OOD sets
