@@ -18,8 +18,8 @@ def update(readme: Path = ROOT / "README.md") -> list[str]:
     names = re.findall(r"<!-- results:(\S+) -->", text)
     for name in names:
         body = (ROOT / "results" / name).read_text().strip()
-        text = re.sub(rf"(<!-- results:{re.escape(name)} -->\n).*?(\n<!-- /results:{re.escape(name)} -->)",
-                      lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
+        text = re.sub(rf"(<!-- results:{re.escape(name)} -->).*?(<!-- /results:{re.escape(name)} -->)",
+                      lambda m: m.group(1) + "\n" + body + "\n" + m.group(2), text, flags=re.S)
     readme.write_text(text)
     return names
 

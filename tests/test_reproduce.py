@@ -187,3 +187,16 @@ def test_index_page_is_a_page(tmp_path):
     assert "runs/pretrained/metrics.json" in page
     # drawn at 6 and 3 inches: 576 and 288 CSS pixels, the same type size in both
     assert "fig4_logit_pca' width='576'" in page and "fig7_beta_distributions' width='288'" in page
+
+
+def test_readme_tables_are_the_committed_results():
+    """Every results block of the README is its committed file (results/update_readme.py
+    writes them); a number typed by hand into the README fails here."""
+    import re
+    root = Path(R.__file__).resolve().parents[1]
+    text = (root / "README.md").read_text()
+    blocks = re.findall(r"<!-- results:(\S+) -->\n(.*?)\n<!-- /results:\1 -->", text, flags=re.S)
+    assert {name for name, _ in blocks} >= {"digits/table1.md", "digits/bn_table.md",
+                                            "fashion-mnist/claims.md", "fashion-mnist/bn_table.md"}
+    for name, body in blocks:
+        assert body.strip() == (root / "results" / name).read_text().strip(), name
