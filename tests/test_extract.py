@@ -85,3 +85,18 @@ def test_stratified_sample_reaches_every_class():
     assert set(labels[rows]) == set(range(200)) and np.bincount(labels[rows]).max() == 2
     assert np.array_equal(sample_rows(10, None), np.arange(10))
     assert np.array_equal(sample_rows(10, 3, seed=1), sample_rows(10, 3, seed=1))
+
+
+def test_rewritten_fashion_files_under_the_same_root_are_not_served_stale(tmp_path, fashion_dir):
+    """The cache key holds the idx files' content: new data in the same folder, new logits."""
+    from conftest import write_idx
+    from lmoe_viz.cli import main
+    assert main(["pretrain", "--preset", "fashion-mnist", "--data-root", str(fashion_dir), "--epochs",
+                 "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    ck = tmp_path / "run" / "checkpoint.pt"
+    first = extract(ck, cache_dir=tmp_path / "cache", parts=("id_test",), data_root=fashion_dir)
+    x = np.full((60, 28, 28), 7, dtype=np.uint8)             # every test image replaced
+    write_idx(fashion_dir / "t10k-images-idx3-ubyte.gz", x)
+    again = extract(ck, cache_dir=tmp_path / "cache", parts=("id_test",), data_root=fashion_dir)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+    assert not np.allclose(again["id_test"]["logits"], first["id_test"]["logits"])

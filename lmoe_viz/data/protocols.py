@@ -112,10 +112,16 @@ def part_dataset(part: str, splits, cfg):
 
 
 def inputs_digest(cfg, parts) -> str | None:
-    """A hash of the info files the parts read (this dataset's, and for ``coarse_ood`` the
-    other datasets' test.txt, which may appear later), so a cache is never stale; the
-    WebVision pool is identified by ``aux_root`` / ``aux_exclude`` in the run's config."""
+    """A hash of the data files the parts read, so a cache is never stale: the info files
+    (this dataset's, and for ``coarse_ood`` the other datasets' test.txt, which may appear
+    later); for Fashion-MNIST the four idx files. The WebVision pool is identified by
+    ``aux_root`` / ``aux_exclude`` in the run's config; digits ship inside scikit-learn."""
     from ..io import dict_hash, file_sha256
+    if cfg.preset == "fashion-mnist":       # the idx files found (content, not place)
+        from . import fashion
+        d = fashion.locate(cfg.data_root)
+        return None if d is None else dict_hash(
+            {s: file_sha256(fashion._find(d, s)) for s in fashion.FILES.values()})
     if not cfg.data_root:
         return None
     root = Path(cfg.data_root)
