@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= digits
 OUT ?= out/$(PRESET)
 
-.PHONY: install test test-fast reproduce fashion-data clean notebooks
+.PHONY: install test test-fast reproduce fashion-data clean notebooks bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ test-fast: $(STAMP)
 
 reproduce: $(STAMP)
 	$(VENV)/bin/lmoe-viz reproduce --preset $(PRESET) --out $(OUT)
+
+# Speed and cost as ratios measured in one run -> benchmarks/results/<machine>.json
+# (~15 min on 2 shared cores, mostly two `lmoe-viz reproduce` runs; BENCH_ARGS=--skip-reproduce leaves them out)
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 # Fashion-MNIST from Debian's package (the fashion-mnist preset also reads --data-root)
 fashion-data:

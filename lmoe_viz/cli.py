@@ -62,8 +62,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=None,
                    help="paper presets: crop size instead of 448 (resize keeps 512/448), for dry runs")
     p.add_argument("--decode", default="pil", choices=DECODES,
-                   help="paper presets: pil (MixOE's full decode) or draft (JPEG decoded at "
-                        "1/2-1/8 scale before the resize: faster, slightly different pixels)")
+                   help="paper presets: pil (MixOE's PIL pipeline), draft (JPEG decoded at 1/2-1/8 "
+                        "scale before the resize) or tensor (torchvision decode + transforms on "
+                        "uint8 tensors); the last two are faster with slightly different pixels")
     p.add_argument("--compile", action="store_true", help="run the network through torch.compile")
     p.add_argument("--eval-every", type=int, default=None,
                    help="test metrics every N epochs too, for curves (default: once, at the end)")

@@ -26,7 +26,7 @@ SELECTS = ("best-val", "last")
 MIX_CONTINUES = ("all", "mixed")
 ID_FORWARDS = ("shared", "separate")
 #: image decoding of the paper presets (data/finegrained.load_rgb)
-DECODES = ("pil", "draft")
+DECODES = ("pil", "draft", "tensor")
 MIX_NOISES = ("none", "additive", "multiplicative", "both")
 #: default BatchNorm regime of each method: its reference code's forwards (batchnorm.py)
 DEFAULT_BN = dict(REFERENCE_FORWARD)
@@ -74,7 +74,7 @@ class RunConfig:
     data_root: Optional[str] = None
     device: str = "auto"
     num_workers: Optional[int] = None  # loader workers (None: the preset's, capped by the CPUs)
-    decode: str = "pil"               # paper presets: pil (MixOE's decode) | draft (JPEG DCT-scaled)
+    decode: str = "pil"               # paper presets: pil (MixOE's) | draft (JPEG DCT-scaled) | tensor
     compile: bool = False             # run the network through torch.compile
     eval_every: Optional[int] = None  # test metrics every N epochs too (None: once, at the end)
     init: Optional[str] = None        # checkpoint to fine-tune from

@@ -20,17 +20,20 @@ from benchmarks.__main__ import PIECES, main  # noqa: E402
 from benchmarks.reproduce import reproduce_piece  # noqa: E402
 from benchmarks.timing import interleaved, medians  # noqa: E402
 
-FIGURE_KEYS = {"piece", "name", "value", "unit", "basis", "target", "sense", "meets"}
+FIGURE_KEYS = {"piece", "name", "value", "unit", "basis", "target", "sense", "meets", "noise"}
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """One ``python -m benchmarks --tiny`` run (every piece), its JSON and its table."""
     out = tmp_path_factory.mktemp("bench")
-    assert main(["--tiny", "--results", str(out)]) == 0
+    rc = main(["--tiny", "--results", str(out)])
     files = list(out.glob("*.json"))
     assert len(files) == 1
-    return json.loads(files[0].read_text()), files[0]
+    data = json.loads(files[0].read_text())
+    errors = [f"{f['piece']}: {f['basis']}" for f in data["figures"] if f["name"] == "error"]
+    assert rc == 0 and not errors, errors
+    return data, files[0]
 
 
 def test_tiny_run_covers_every_piece_and_records_the_machine(tiny):
@@ -112,6 +115,16 @@ def test_interleaved_times_each_variant_every_round():
                         rounds=3, warmup=1)
     assert calls == ["a", "b", "a", "b", "b", "a", "a", "b"]
     assert set(medians(times)) == {"a", "b"} and all(len(v) == 3 for v in times.values())
+
+
+def test_torch_threads_are_restored():
+    import torch
+
+    from benchmarks.timing import torch_threads
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_machine_slug_is_short_and_hostname_free():

@@ -243,3 +243,41 @@ def test_tensorboard_curves_beside_metrics_survive_a_resume(tmp_path, monkeypatc
     assert [v for _, v in sc["train/loss"]] == pytest.approx([h["train_loss"] for h in steps], rel=1e-6)
     assert len(sc["train/lr"]) == 3 and len(sc["test/accuracy"]) == 1      # epoch 2 only
     assert sc["final/accuracy"] == [(final["steps"], pytest.approx(final["accuracy"]))]
+
+
+def test_tensor_decode_path_matches_mixoes_transforms_closely(tmp_path):
+    """--decode tensor: torchvision's decoder and the same transforms on uint8 tensors; the
+    test transform lands within a few hundredths (normalised units) of MixOE's PIL path,
+    and the train transform draws the same kind of crop (shape, flip, jitter)."""
+    from PIL import Image
+    rng = np.random.RandomState(1)
+    img = np.clip(rng.rand(30, 40, 3).repeat(20, 0).repeat(20, 1) * 255, 0, 255).astype(np.uint8)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(img).save(path, quality=92)                   # 800 x 600
+    t = load_rgb(path, "tensor")
+    assert t.dtype == torch.uint8 and tuple(t.shape) == (3, 600, 800)
+    pil = transforms_for(64, train=False)(load_rgb(path, "pil"))
+    ten = transforms_for(64, train=False, tensor=True)(t)
+    assert ten.shape == pil.shape == (3, 64, 64) and ten.dtype == torch.float32
+    assert float((ten - pil).abs().mean()) < 0.05
+    torch.manual_seed(0)
+    assert transforms_for(64, train=True, tensor=True)(t).shape == (3, 64, 64)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(OSError):
+        load_rgb(bad, "tensor")
+
+
+def test_paper_preset_trains_with_tensor_decode(tmp_path):
+    """The whole paper path at 32 px with --decode tensor: splits, loaders, a step."""
+    from lmoe_viz.data import build_splits
+    fakes.aircraft(tmp_path)
+    from lmoe_viz.data.check import build_info_cmd
+    build_info_cmd("aircraft", str(tmp_path))
+    cfg = RunConfig(preset="aircraft", data_root=str(tmp_path), image_size=32, decode="tensor",
+                    weights="none", epochs=1, limit_batches=1, batch_size=4, device="cpu",
+                    select="last", num_workers=0)
+    x, y, _ = build_splits(cfg.resolved()).id_train[0]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    out = train(cfg, tmp_path / "run", progress=False)
+    assert out["config"]["decode"] == "tensor" and out["steps"] == 1

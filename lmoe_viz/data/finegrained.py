@@ -100,7 +100,14 @@ def load_rgb(path, decode: str = "pil", size: int | None = None):
     (DCT scaling) as long as both sides stay >= ``size``; the transform's resize then
     starts from fewer pixels. Pixels differ slightly from ``pil`` (the downscale happens
     in the DCT domain), so ``draft`` is a named option that enters the run's identity.
-    Non-JPEG files decode as ``pil``."""
+    Non-JPEG files decode as ``pil``. ``tensor``: torchvision's decoder to a uint8 CHW
+    tensor, for the tensor transforms of ``transforms_for(..., tensor=True)``."""
+    if decode == "tensor":
+        from torchvision.io import ImageReadMode, decode_image, read_file
+        try:
+            return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        except RuntimeError as exc:         # torchvision's error for an undecodable file
+            raise OSError(str(exc)) from exc
     from PIL import Image
     with Image.open(path) as img:
         if decode == "draft" and size and img.format == "JPEG":
@@ -142,7 +149,7 @@ def resize_of(image_size: int) -> int:
     return int(round(image_size * 512 / 448))
 
 
-def transforms_for(image_size: int, train: bool):
+def transforms_for(image_size: int, train: bool, tensor: bool = False):
     """MixOE's transforms (utils/dataset.py), for ID train/test images and outliers (train).
 
     Train: ``Resize((512, 512))`` (square, aspect ratio not kept), ``RandomCrop(448)``,
@@ -150,6 +157,8 @@ def transforms_for(image_size: int, train: bool):
     ``ToTensor()``, ImageNet normalisation. Test: ``Resize((512, 512))``,
     ``CenterCrop(448)``, ``ToTensor()``, normalisation. ``image_size`` other than 448
     (dry runs, ``--image-size``) scales the resize by the same 512/448 ratio."""
+    if tensor:
+        return _tensor_transforms(image_size, train)
     from torchvision import transforms as T
     resize = resize_of(image_size)
     tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
@@ -158,6 +167,24 @@ def transforms_for(image_size: int, train: bool):
                           T.RandomHorizontalFlip(),
                           T.ColorJitter(brightness=32 / 255, saturation=0.5), *tail])
     return T.Compose([T.Resize((resize, resize)), T.CenterCrop(image_size), *tail])
+
+
+def _tensor_transforms(image_size: int, train: bool):
+    """MixOE's transforms, the same operations and parameters, on uint8 CHW tensors
+    (torchvision.transforms.v2; ``--decode tensor``): the resize is torchvision's
+    antialiased kernel and ColorJitter works in uint8, so pixels differ slightly from
+    PIL's; the float conversion and normalisation come last."""
+    import torch
+    from torchvision.transforms import v2
+    resize = resize_of(image_size)
+    ops = [v2.Resize((resize, resize), antialias=True)]
+    if train:
+        ops += [v2.RandomCrop(image_size), v2.RandomHorizontalFlip(),
+                v2.ColorJitter(brightness=32 / 255, saturation=0.5)]
+    else:
+        ops += [v2.CenterCrop(image_size)]
+    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    return v2.Compose(ops)
 
 
 def require_present(base: Path, rels, what: str, fix: str) -> None:
@@ -250,7 +277,8 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
                             "`lmoe-viz data import-mixoe` or `build-info` (data/README.md)")
     aux_root = Path(cfg.extra.get("aux_root") or root / "webvision")
     s = cfg.input_size
-    ttr, tte = transforms_for(s, True), transforms_for(s, False)
+    tensor = cfg.decode == "tensor"
+    ttr, tte = transforms_for(s, True, tensor), transforms_for(s, False, tensor)
     dec = {"decode": cfg.decode, "draft_size": resize_of(s)}
 
     def outliers():
