@@ -111,10 +111,11 @@ def main(argv=None) -> int:
     cmd = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
     data = payload(pieces, device, cmd.strip())
     data["load_avg_1m"] = [load0, _load()]       # other work on the machine, start and end
-    print(format_table(pieces, data))
+    table = format_table(pieces, data)
+    print(table)
     if args.results or not args.tiny:
         kwargs = {"results_dir": args.results} if args.results else {}
-        print(f"\nwrote {write_results(data, **kwargs)}")
+        print(f"\nwrote {write_results(data, table=table, **kwargs)}")
     if failed:
         print(f"[bench] failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

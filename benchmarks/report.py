@@ -106,14 +106,21 @@ def payload(pieces: list, device: str, command: str) -> dict:
             "notes": {p.name: p.notes for p in pieces if p.notes}}
 
 
-def write_results(data: dict, results_dir=RESULTS_DIR, name: str | None = None) -> Path:
-    """Write ``data`` to ``<results_dir>/<name or machine>.json`` (temp file + rename)."""
+def write_results(data: dict, results_dir=RESULTS_DIR, name: str | None = None,
+                  table: str | None = None) -> Path:
+    """Write ``data`` to ``<results_dir>/<name or machine>.json`` and, given the printed
+    ``table``, the same table as ``.md`` (a code block; the README quotes it through
+    results/update_readme.py). Temp file + rename each."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name or data['machine']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+    outputs = {path: json.dumps(data, indent=2, default=float) + "\n"}
+    if table is not None:
+        outputs[path.with_suffix(".md")] = f"`{data['command']}`\n\n```\n{table.rstrip()}\n```\n"
+    for target, text in outputs.items():
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
     return path
 
 

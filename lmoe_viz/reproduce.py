@@ -223,6 +223,5 @@ def refresh_notebooks(paths, execute: bool = True, kernel_name: str = "python3")
 
 
 if __name__ == "__main__":  # python -m lmoe_viz.reproduce [--no-execute] notebooks/*.ipynb
-    import sys
     args = sys.argv[1:]
     refresh_notebooks([a for a in args if not a.startswith("--")], execute="--no-execute" not in args)

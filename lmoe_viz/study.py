@@ -273,12 +273,12 @@ def _train_one(cfg_dict: dict, out_dir: str, threads: int) -> tuple[str, float, 
     the others (rerun the study to retry it)."""
     import torch
 
-    from .sweep import _train_job
+    from .jobs import train_job
     if threads:
         torch.set_num_threads(threads)
     t0 = time.time()
     try:
-        _train_job(cfg_dict, out_dir)
+        train_job(cfg_dict, out_dir)
         error = None
     except Exception as exc:  # noqa: BLE001 - reported per run, the study goes on
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"

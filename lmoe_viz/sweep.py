@@ -18,129 +18,22 @@ are neither finished nor still queued or running (Slurm's sacct says which).
 ``--parallel`` at a time, each with a GPU of its own (round robin) when torch sees GPUs;
 ``--executor debug`` runs them in this process. Both wait and write the table.
 
-Resources follow the preset (job_resources): ``--timeout-min`` defaults to TIMEOUT_MIN,
-CPUs per task are the preset's loader workers + 1; a job that runs out of time is requeued
-by submitit (TrainJob.checkpoint) and resumes.
+Jobs, their resources and states: jobs.py.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from pathlib import Path
 
 from .errors import UserError
-from .experiments import PRETRAINED, Grid, export_table, results_table, summary_table
+from .experiments import PRETRAINED, Grid, export_table, summary_table
+from .jobs import (ENDED_BADLY, LIVE, PARALLEL, PAPER_TIMEOUT_MIN, TIMEOUT_MIN, TrainJob,
+                   cuda_devices, job_error, job_paths, job_resources, local_gpus, make_executor, one_line,
+                   parallel_of, pickled_error, slurm_states)
 
 MANIFEST = "sweep.json"
-#: default --timeout-min of one job, per preset: digits trains in seconds and Fashion-MNIST in
-#: minutes on a CPU; a paper preset's 90-epoch ResNet-50 pretraining takes hours on one GPU,
-#: and 24 h is within the time limit of most Slurm partitions
-TIMEOUT_MIN = {"digits": 30, "fashion-mnist": 120}
-PAPER_TIMEOUT_MIN = 24 * 60
-#: default --parallel (cells running at a time) per executor
-PARALLEL = {"local": 1, "debug": 1, "slurm": 8}
-#: Slurm job states (sacct) of a job still queued or running, and of a job that ended badly
-LIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING",
-        "SUSPENDED", "PREEMPTED"}
-ENDED_BADLY = {"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
-               "DEADLINE"}
-
-
-def _train_job(cfg_dict: dict, out_dir: str) -> dict:
-    """Train one run (module level, so it pickles by reference; study.py calls it too)."""
-    from .config import RunConfig
-    from .train import train
-    return train(RunConfig.from_dict(cfg_dict), out_dir, progress=False)
-
-
-class TrainJob:
-    """What one job runs: ``_train_job``. Its ``checkpoint`` method follows submitit's
-    Checkpointable protocol: a job that times out or is pre-empted is requeued with the same
-    arguments, and train() resumes after the last complete epoch."""
-
-    def __call__(self, cfg_dict: dict, out_dir: str) -> dict:
-        return _train_job(cfg_dict, out_dir)
-
-    def checkpoint(self, *args, **kwargs):
-        from submitit.helpers import DelayedSubmission
-        return DelayedSubmission(self, *args, **kwargs)
-
-
-# ---- resources ------------------------------------------------------------------------
-
-def _cuda_devices() -> int:
-    import torch
-    return torch.cuda.device_count()
-
-
-def default_timeout_min(preset: str) -> int:
-    """TIMEOUT_MIN of the preset; PAPER_TIMEOUT_MIN for the ResNet-50 (paper) presets."""
-    from .data import get_preset
-    p = get_preset(preset)
-    return TIMEOUT_MIN.get(p.name, PAPER_TIMEOUT_MIN if p.arch == "resnet50" else 60)
-
-
-def job_resources(kind: str, preset: str, gpus: int | None = None, timeout_min: int | None = None,
-                  partition: str | None = None, parallel: int | None = None,
-                  mem_gb: int = 16) -> dict:
-    """submitit parameters of every job (generic names; ``slurm_*`` for Slurm only).
-
-    ``gpus`` per job defaults to one where GPUs are: on this machine when torch sees one
-    (local), on Slurm for the ResNet-50 presets; ``timeout_min`` to default_timeout_min;
-    CPUs per task are the preset's loader workers + 1 (the training process)."""
-    from .data import get_preset
-    p = get_preset(preset)
-    if gpus is None:
-        gpus = {"slurm": int(p.arch == "resnet50"), "local": int(_cuda_devices() > 0)}.get(kind, 0)
-    if gpus < 0:
-        raise UserError(f"--gpus must be >= 0, got {gpus}")
-    if kind == "local" and gpus > _cuda_devices():
-        raise UserError(f"--gpus {gpus} per job, but this machine has {_cuda_devices()} GPU(s); "
-                        f"pass --gpus {_cuda_devices()} or fewer")
-    timeout_min = default_timeout_min(preset) if timeout_min is None else timeout_min
-    if timeout_min < 1:
-        raise UserError(f"--timeout-min must be >= 1, got {timeout_min}")
-    res = {"name": f"lmoe-viz-{p.name}", "timeout_min": timeout_min, "gpus_per_node": gpus,
-           "cpus_per_task": p.num_workers + 1}
-    if kind == "slurm":
-        res.update(mem_gb=mem_gb, slurm_partition=partition,
-                   slurm_array_parallelism=_parallel(kind, parallel))
-    return res
-
-
-def _parallel(kind: str, parallel: int | None) -> int:
-    parallel = PARALLEL.get(kind, 1) if parallel is None else parallel
-    if parallel < 1:
-        raise UserError(f"--parallel must be >= 1, got {parallel}")
-    return parallel
-
-
-def local_gpus(slot: int, gpus: int, devices: int) -> tuple:
-    """The GPUs the local job in ``slot`` sees (CUDA_VISIBLE_DEVICES): ``gpus`` of the
-    ``devices``, round robin, so jobs side by side use different GPUs while there are enough."""
-    return tuple((slot * gpus + k) % devices for k in range(gpus)) if devices else ()
-
-
-def make_executor(kind: str, folder, res: dict):
-    """The submitit executor of ``kind`` (local, slurm or debug) with ``res`` (job_resources)."""
-    import submitit
-    if kind == "debug":
-        return submitit.DebugExecutor(folder)
-    if kind == "local":
-        ex = submitit.LocalExecutor(folder)
-        ex.update_parameters(**res)
-        return ex
-    if kind != "slurm":
-        raise UserError(f"unknown executor {kind!r}; choose local, slurm or debug")
-    try:
-        ex = submitit.AutoExecutor(folder, cluster="slurm")
-    except RuntimeError:
-        raise UserError("--executor slurm needs Slurm's srun and sbatch on PATH; run the sweep on "
-                        "the cluster's login node, or use --executor local") from None
-    ex.update_parameters(**{k: v for k, v in res.items() if v not in (None, 0)})
-    return ex
 
 
 # ---- which runs are finished ----------------------------------------------------------
@@ -176,9 +69,10 @@ def _runs(grid: Grid) -> list:
     return pre + [(grid.run_dir(c).name, c, grid.run_dir(c)) for c in grid.cells()]
 
 
-def gather_table(runs_dir, tables_dir) -> dict:
-    """The results table of every finished run under ``runs_dir``: tables_dir/table1.*."""
-    return export_table(summary_table(results_table(runs_dir)), tables_dir)
+def gather_table(grid: Grid, tables_dir) -> dict:
+    """The results table of the grid's finished runs (other runs in its folder stay out):
+    tables_dir/table1.*."""
+    return export_table(summary_table(grid.table()), tables_dir)
 
 
 # ---- the manifest DIR/sweep.json ------------------------------------------------------
@@ -200,56 +94,6 @@ def grid_of(manifest: dict) -> Grid:
     return Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["grid"].items()})
 
 
-# ---- job states -----------------------------------------------------------------------
-
-def slurm_states(job_ids) -> dict:
-    """{job id: Slurm state} from one sacct call (submitit's parser); jobs sacct does not know
-    are left out, and all of them without sacct."""
-    job_ids = [j for j in job_ids if j]
-    if not job_ids or shutil.which("sacct") is None:
-        return {}
-    from submitit.slurm.slurm import SlurmInfoWatcher
-    watcher = SlurmInfoWatcher()
-    for j in job_ids:
-        watcher.register_job(str(j))
-    watcher.update()
-    states = {j: watcher.get_state(str(j), mode="cache").split()[0].upper() for j in job_ids}
-    return {j: s for j, s in states.items() if s != "UNKNOWN"}
-
-
-def one_line(text: str) -> str:
-    """The last line of an error text, without the exception's module path."""
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    last = lines[-1] if lines else "no message"
-    head, sep, tail = last.partition(": ")
-    return f"{head.rsplit('.', 1)[-1]}{sep}{tail}" if sep and " " not in head else last
-
-
-def job_paths(folder, job_id: str):
-    from submitit.core.utils import JobPaths
-    return JobPaths(folder, job_id=str(job_id), task_id=0)
-
-
-def pickled_error(folder, job_id) -> str | None:
-    """The error line of a job that raised (submitit's result pickle: ("error", trace))."""
-    from submitit.core.utils import pickle_load
-    path = job_paths(folder, job_id).result_pickle
-    try:
-        outcome, value = pickle_load(path)
-    except Exception:  # noqa: BLE001 - no result yet, or not readable: nothing to report
-        return None
-    return one_line(value) if outcome == "error" else None
-
-
-def job_error(job) -> str | None:
-    """Wait for ``job``; None if it succeeded, else its error in one line (never pdb: the
-    debug executor's ``exception()`` runs the job and returns what it raised)."""
-    exc = job.exception()
-    if exc is None:
-        return None
-    return pickled_error(job.paths.folder, job.job_id) or one_line(f"{type(exc).__name__}: {exc}")
-
-
 # ---- running a sweep ------------------------------------------------------------------
 
 def run_sweep(grid: Grid, out_dir, executor: str = "local", parallel: int | None = None,
@@ -266,12 +110,12 @@ def run_sweep(grid: Grid, out_dir, executor: str = "local", parallel: int | None
         return submit_slurm(ex, grid, out_dir, todo, folder)
     t0 = time.time()
     jobs: dict = {}
-    errors = run_local(ex, res, todo, _parallel(executor, parallel), jobs,
+    errors = run_local(ex, res, todo, parallel_of(executor, parallel), jobs,
                        lambda: write_manifest(out_dir, grid, executor, jobs, folder))
     if errors:
         raise UserError(f"{len(errors)} run(s) failed: " + "; ".join(errors)
                         + f"; logs under {folder}; rerun the sweep to resume")
-    paths = gather_table(grid.runs_dir, out_dir / "tables")
+    paths = gather_table(grid, out_dir / "tables")
     return {"cells": len(grid.cells()), "seconds": round(time.time() - t0, 1), "tables": paths}
 
 
@@ -279,7 +123,7 @@ def run_local(ex, res: dict, todo: list, parallel: int, jobs: dict, record) -> l
     """Run ``todo`` with a waiting executor: the pretraining, then the cells ``parallel`` at a
     time (slot k of a batch gets local_gpus(k)). Returns the error lines of failed cells; a
     failed pretraining raises one UserError line naming its log."""
-    devices = _cuda_devices() if res.get("gpus_per_node") else 0
+    devices = cuda_devices() if res.get("gpus_per_node") else 0
 
     def submit(name, cfg, out, slot):
         if devices:
@@ -306,7 +150,7 @@ def submit_slurm(ex, grid: Grid, out_dir: Path, todo: list, folder: Path) -> dic
     """Submit the pretraining (unless finished or still queued) and the unfinished cells as one
     job array after it (afterok); record the ids in DIR/sweep.json; do not wait."""
     if not todo:
-        paths = gather_table(grid.runs_dir, out_dir / "tables")
+        paths = gather_table(grid, out_dir / "tables")
         return {"cells": len(grid.cells()), "submitted": 0, "jobs": {}, "tables": paths}
     old = (read_manifest(out_dir) or {}).get("jobs", {})
     states = slurm_states(old.get(n) for n, _, _ in todo)
@@ -379,7 +223,7 @@ def sweep_status(out_dir) -> dict:
     print(f"{counts.get('finished', 0)} of {n} cells finished, " + ", ".join(
         f"{counts.get(s, 0)} {s}" for s in ("running", "pending", "failed")))
     if counts.get("finished", 0) == n:
-        paths = gather_table(grid.runs_dir, out_dir / "tables")
+        paths = gather_table(grid, out_dir / "tables")
         print(f"all done; table {paths['md']}")
         return {"done": True, "counts": counts, "tables": paths}
     return {"done": False, "counts": counts}

@@ -1,7 +1,6 @@
 """Resume after SIGKILL, atomic artifacts under random kills, clean failures, DDP (sweeps: test_sweep.py)."""
 import errno
 import json
-import os
 import random
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from lmoe_viz import io as lio
 from lmoe_viz import train as train_mod
 from lmoe_viz.cli import main
 from lmoe_viz.config import RunConfig
-from lmoe_viz.errors import TrainingError, UserError
+from lmoe_viz.errors import UserError
 from lmoe_viz.models import load_checkpoint
 
 PY = sys.executable

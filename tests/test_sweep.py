@@ -10,7 +10,7 @@ import pytest
 import torch
 from submitit.core.utils import cloudpickle_dump, pickle_load
 
-from lmoe_viz import sweep
+from lmoe_viz import jobs, sweep
 from lmoe_viz import train as train_mod
 from lmoe_viz.cli import main
 from lmoe_viz.config import RunConfig
@@ -186,17 +186,17 @@ def test_slurm_without_slurm_is_one_line(tmp_path, monkeypatch, capsys):
 
 def test_local_jobs_get_one_gpu_each_when_there_are_gpus(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    res = sweep.job_resources("local", "digits")
+    res = jobs.job_resources("local", "digits")
     assert res["gpus_per_node"] == 1 and res["timeout_min"] == 30 and res["cpus_per_task"] == 1
-    assert [sweep.local_gpus(k, 1, 2) for k in range(3)] == [(0,), (1,), (0,)]
-    assert sweep.local_gpus(1, 2, 4) == (2, 3)
+    assert [jobs.local_gpus(k, 1, 2) for k in range(3)] == [(0,), (1,), (0,)]
+    assert jobs.local_gpus(1, 2, 4) == (2, 3)
     with pytest.raises(UserError, match="--gpus 3 per job, but this machine has 2"):
-        sweep.job_resources("local", "digits", gpus=3)
-    ex = sweep.make_executor("local", tmp_path / "logs", res)  # submitit shows the job its GPU
-    ex.update_parameters(visible_gpus=sweep.local_gpus(1, 1, 2))
+        jobs.job_resources("local", "digits", gpus=3)
+    ex = jobs.make_executor("local", tmp_path / "logs", res)  # submitit shows the job its GPU
+    ex.update_parameters(visible_gpus=jobs.local_gpus(1, 1, 2))
     assert ex.submit(os.getenv, "CUDA_VISIBLE_DEVICES").result() == "1"
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert sweep.job_resources("local", "digits")["gpus_per_node"] == 0
+    assert jobs.job_resources("local", "digits")["gpus_per_node"] == 0
 
 
 def test_run_local_gives_each_job_of_a_batch_its_own_gpu(monkeypatch):
@@ -217,14 +217,14 @@ def test_run_local_gives_each_job_of_a_batch_its_own_gpu(monkeypatch):
 
 
 def test_resources_follow_the_preset():
-    bird = sweep.job_resources("slurm", "bird", partition="gpu", parallel=4)
+    bird = jobs.job_resources("slurm", "bird", partition="gpu", parallel=4)
     assert bird["gpus_per_node"] == 1 and bird["cpus_per_task"] == 9       # 8 loader workers
-    assert bird["timeout_min"] == sweep.PAPER_TIMEOUT_MIN
+    assert bird["timeout_min"] == jobs.PAPER_TIMEOUT_MIN
     assert bird["slurm_partition"] == "gpu" and bird["slurm_array_parallelism"] == 4
-    assert sweep.job_resources("slurm", "digits")["gpus_per_node"] == 0
-    assert sweep.default_timeout_min("fashion-mnist") == 120
+    assert jobs.job_resources("slurm", "digits")["gpus_per_node"] == 0
+    assert jobs.default_timeout_min("fashion-mnist") == 120
     with pytest.raises(UserError, match="--parallel must be >= 1"):
-        sweep.job_resources("slurm", "digits", parallel=0)
+        jobs.job_resources("slurm", "digits", parallel=0)
 
 
 @pytest.mark.parametrize("executor", ["local", "debug"])

@@ -4,7 +4,6 @@ between the checkpoint and metrics.json, the run identity of the new options, an
 derived-data caches (WebVision listing, outlier crops) and the draft decode."""
 import json
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np

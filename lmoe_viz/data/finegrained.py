@@ -76,7 +76,7 @@ class ImageList(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
         for attempt in range(len(self.paths)):
             j = (i + attempt * 7919) % len(self.paths)
             try:

@@ -9,12 +9,11 @@ with WebVision 1.0 as outliers (finegrained.py, webvision.py).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..errors import UserError
 from . import fashion
