@@ -108,11 +108,10 @@ class Grid:
         from .train import train
         jobs = [(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED)]
         jobs += [(cfg, self.run_dir(cfg)) for cfg in self.cells()]
-        report = GridProgress(len(jobs), enabled=progress)
+        report = GridProgress([cfg.resolved().epochs for cfg, _ in jobs], enabled=progress)
         for i, (cfg, out) in enumerate(jobs, 1):
             report.start(i, out.name)
             train(cfg, out, progress=False, on_epoch=report.epoch)
-            report.done()
         return self.table()
 
     def table(self, **kw) -> pd.DataFrame:
@@ -170,31 +169,31 @@ class Grid:
 class GridProgress:
     """Plain progress lines of a grid: ``[grid 3/27] mixoe_a1_s0 epoch 2/5 | ETA 4 min``.
 
-    The ETA assumes the runs still to train cost what the trained ones cost on average;
-    finished (cached) runs cost nothing and print nothing."""
+    The ETA is the time per epoch trained so far times the epochs still to train (this
+    run's, then every later run's in full: a run found finished costs nothing and prints
+    nothing, so the ETA can only come out high)."""
 
-    def __init__(self, total: int, enabled: bool = True):
-        self.total, self.enabled = total, enabled
-        self.trained, self.seconds, self.current = 0, 0.0, None
+    def __init__(self, epochs: list, enabled: bool = True):
+        self.epochs, self.enabled = list(epochs), enabled
+        self.total = len(self.epochs)
+        self.seconds, self.trained_epochs = 0.0, 0
 
     def start(self, i: int, name: str) -> None:
         import time
-        self.i, self.name, self.t0, self.current = i, name, time.time(), None
+        self.i, self.name, self.t0, self.done_epochs = i, name, time.time(), 0
 
     def epoch(self, record: dict, epochs: int) -> None:
         import time
-        self.current = time.time() - self.t0
+        now = time.time()
+        self.seconds += now - self.t0
+        self.t0 = now
+        self.trained_epochs += 1
         if not self.enabled:
             return
-        per_run = (self.seconds + self.current * epochs / record["epoch"]) / (self.trained + 1)
-        left = per_run * (self.total - self.i) + self.current * (epochs - record["epoch"]) / record["epoch"]
+        left = (epochs - record["epoch"]) + sum(self.epochs[self.i:])
+        eta = self.seconds / self.trained_epochs * left
         print(f"[grid {self.i}/{self.total}] {self.name} epoch {record['epoch']}/{epochs} "
-              f"| ETA {_duration(left)}", flush=True)
-
-    def done(self) -> None:
-        if self.current is not None:           # it trained (a cached run reports no epoch)
-            self.trained += 1
-            self.seconds += self.current
+              f"| ETA {_duration(eta)}", flush=True)
 
 
 def _duration(seconds: float) -> str:
