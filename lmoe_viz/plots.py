@@ -279,8 +279,7 @@ def paired_effects(tests, claim: str = "1a", ylabel: str = "AUROC(w/ L_LC) - AUR
             ax.set_title(f"{p}, {sc}", fontsize="small")
             if i == len(protocols) - 1:
                 ax.set_xlabel("alpha")
-            if j == 0:
-                ax.set_ylabel(ylabel, fontsize="x-small")
+    fig.supylabel(ylabel, fontsize="small")     # one label for the rows (a long one overlaps)
     axes[0, -1].legend(frameon=False, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1))
     fig.suptitle(f"Claim {claim}: paired effects (same seed and alpha), mean and 95% interval")
     return fig

@@ -64,7 +64,9 @@ def _links(out: Path, folder: str, pattern: str) -> str:
 
 def write_index(out: Path, preset: str, timings: dict, up_to_date=()) -> Path:
     """Write ``out/index.md`` and ``out/index.html``; returns the HTML page's path."""
-    figs = sorted((out / "figures").glob("*.png"))
+    order = list(FIGURE_TITLES)                 # the paper's figures first, then the claims
+    figs = sorted((out / "figures").glob("*.png"),
+                  key=lambda f: (order.index(f.stem) if f.stem in order else len(order), f.stem))
     table = out / "tables" / "table1.md"
     title = f"lmoe_viz reproduction: preset {preset}"
     runs = sorted(p.parent.name for p in (out / "runs").glob("*/metrics.json")) if (out / "runs").is_dir() else []
