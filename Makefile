@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= digits
 OUT ?= out/$(PRESET)
 
-.PHONY: install test test-fast reproduce fashion-data clean notebooks bench
+.PHONY: install test test-fast reproduce fashion-data clean notebooks bench test-browser browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest tests -m "not slow and not notebooks"
+
+# The browser tier (tests/browser): the notebooks and explorers in JupyterLab and index.html,
+# in headless Chromium; skipped without chromium + chromedriver (`make browser-deps`)
+test-browser: $(STAMP)
+	LMOE_BROWSER=1 $(PY) -m pytest tests/browser -v -rs
+
+# Debian's Chromium and its WebDriver, one release (for `make test-browser`)
+browser-deps:
+	apt-get update -qq && apt-get install -y -qq chromium chromium-driver
 
 reproduce: $(STAMP)
 	$(VENV)/bin/lmoe-viz reproduce --preset $(PRESET) --out $(OUT)

@@ -175,11 +175,16 @@ def lambda_histogram(lambdas, alpha: float, ax=None, bins: int = 20):
 
 
 def show(fig) -> None:
-    """Display ``fig`` once in a notebook and close it, so the inline backend does not show
-    it a second time at the end of the cell."""
-    from IPython.display import display
-    display(fig)
+    """Display ``fig`` once in a notebook, as a PNG rendered here (so it shows whatever the
+    matplotlib backend, ``MPLBACKEND=Agg`` included), and close it so that the inline
+    backend does not show it a second time at the end of the cell."""
+    import io
+
+    from IPython.display import Image, display
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
+    display(Image(data=buf.getvalue(), format="png"))
 
 
 def save_figure(fig, out_dir, name: str) -> list[Path]:

@@ -176,6 +176,10 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
+#: what ipykernel's installed kernelspec calls itself (JupyterLab rewrites another name)
+KERNEL_DISPLAY_NAME = "Python 3 (ipykernel)"
+
+
 def kernel_language_info() -> dict:
     """What the ipykernel of this Python reports on start; stored in the notebooks so that
     JupyterLab, opening them with the same kernel, finds nothing to update and does not
@@ -200,7 +204,8 @@ def strip_outputs(nb) -> bool:
                 if "execution_count" in o:
                     o["execution_count"] = number
         cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
-    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    nb.metadata = {"kernelspec": {"display_name": KERNEL_DISPLAY_NAME, "language": "python",
+                                  "name": "python3"},
                    "language_info": kernel_language_info()}
     return json.dumps(nb, sort_keys=True, default=str) != before
 
