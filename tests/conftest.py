@@ -1,10 +1,10 @@
-import gzip
 import os
-import struct
 
 import matplotlib
 import numpy as np
 import pytest
+
+from fakes import write_idx
 
 matplotlib.use("Agg")
 
@@ -22,13 +22,6 @@ def _close_figures():
     yield
     import matplotlib.pyplot as plt
     plt.close("all")
-
-
-def write_idx(path, arr):
-    arr = np.asarray(arr, dtype=np.uint8)
-    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + arr.tobytes())
 
 
 @pytest.fixture

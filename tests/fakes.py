@@ -231,3 +231,13 @@ def msp_oracle(checkpoint) -> dict:
     truth = np.concatenate([np.ones(len(a)), np.zeros(len(b))])
     return {"accuracy": 100.0 * float((a.argmax(1) == r["id_test"]["labels"]).mean()),
             "auroc": float(roc_auc_score(truth, msp))}
+
+
+def write_idx(path, arr) -> None:
+    """An idx file (gzip), the format of the MNIST / Fashion-MNIST releases."""
+    import gzip
+    import struct
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    with gzip.open(path, "wb") as fh:
+        fh.write(header + arr.tobytes())

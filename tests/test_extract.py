@@ -89,7 +89,7 @@ def test_stratified_sample_reaches_every_class():
 
 def test_rewritten_fashion_files_under_the_same_root_are_not_served_stale(tmp_path, fashion_dir):
     """The cache key holds the idx files' content: new data in the same folder, new logits."""
-    from conftest import write_idx
+    from fakes import write_idx
     from lmoe_viz.cli import main
     assert main(["pretrain", "--preset", "fashion-mnist", "--data-root", str(fashion_dir), "--epochs",
                  "1", "--out", str(tmp_path / "run"), "--no-progress"]) == 0

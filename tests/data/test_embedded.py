@@ -46,7 +46,7 @@ def test_fashion_missing_and_corrupt(tmp_path, monkeypatch):
 
 
 def test_read_idx_roundtrip(tmp_path):
-    from conftest import write_idx
+    from fakes import write_idx
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "a.gz", arr)
     assert np.array_equal(fashion.read_idx(tmp_path / "a.gz"), arr)
