@@ -17,8 +17,9 @@ def test_end_to_end_digits(tmp_path, digits_pretrained, capsys):
                  "--out", str(out), "--no-progress"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert {"accuracy", "auroc", "fpr95", "aupr_in", "aupr_out"} <= set(m)
-    oracle = fakes.msp_oracle(out / "checkpoint.pt")        # recomputed with scikit-learn
-    assert m["accuracy"] == pytest.approx(oracle["accuracy"]) and m["auroc"] == pytest.approx(oracle["auroc"])
+    # recomputed with scikit-learn from the checkpoint's logits (another process and batch
+    # shape than the run's evaluation: equal within fakes.LOGIT_TOL per logit)
+    fakes.assert_msp_matches(m, out / "checkpoint.pt")
     assert len(m["lambdas"]) == m["steps"] and all(0 < v < 1 for v in m["lambdas"])
     assert len(m["history"]) == 2 and "train_lc" in m["history"][0]
     capsys.readouterr()

@@ -197,8 +197,11 @@ def test_torchrun_two_cpu_processes(tmp_path):
     m = _metrics(pre)
     assert m["world_size"] == 2 and m["finished"]
     # rank 0 reports the whole test set, gathered from both ranks' shards in order
-    oracle = fakes.msp_oracle(pre / "checkpoint.pt")
-    assert m["accuracy"] == pytest.approx(oracle["accuracy"]) and m["auroc"] == pytest.approx(oracle["auroc"])
+    # (within the range the oracle's logits allow at fakes.LOGIT_TOL: the shards run other batch
+    # shapes and oneDNN kernels than the one-process oracle, and this near-uniform model packs
+    # MSPs so close that float noise reorders a few pairs; a missing, duplicated or reordered
+    # shard, or a shard evaluated with its own BatchNorm statistics, falls outside the range)
+    fakes.assert_msp_matches(m, pre / "checkpoint.pt")
     # each process takes half of the ID data per epoch: 717 // 2 // 64 steps
     assert m["steps"] == 2 * (358 // 64)
     subprocess.run(cmd + ["--init", str(pre / "checkpoint.pt")], check=True, capture_output=True, timeout=300)

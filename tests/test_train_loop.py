@@ -87,7 +87,8 @@ def test_ranks_stop_alike_and_sharded_evaluation_equals_one_process(tmp_path):
     ref = predict(model, data, "cpu")
     for r in (r0, r1):
         assert np.array_equal(r["ids"], np.arange(11))
-        np.testing.assert_allclose(r["logits"], ref["logits"], rtol=1e-5, atol=1e-6)
+        # shards run other batch shapes (other oneDNN kernels) than the one-process reference
+        np.testing.assert_allclose(r["logits"], ref["logits"], rtol=0, atol=fakes.LOGIT_TOL)
 
 
 def test_resume_on_another_world_size_is_refused_unless_allowed(tmp_path, stop_after_first_epoch):
