@@ -43,7 +43,7 @@ from torch import nn
 
 BN_REGIMES = ("separate", "joint", "id-stats")
 #: the forward structure of each method in its reference code (methods.py)
-REFERENCE_FORWARD = {"baseline": "separate", "oe": "joint", "energy_oe": "joint",
+REFERENCE_FORWARD = {"baseline": "separate", "ce": "separate", "oe": "joint", "energy_oe": "joint",
                      "mixoe": "separate", "logit_mixoe": "joint"}
 
 

@@ -1,38 +1,59 @@
-"""Verdicts on the paper's claims 1-5 (PAPER.md) from a study's results (study.py).
+"""The claims study's pre-registered analysis: the paper's claims 1-5 (PAPER.md) as one
+primary family of tests, fixed before the full runs; everything else is secondary.
 
-Every claim is a set of paired tests. A test compares two variants run with the same seed
-(and the same alpha, regime and data), so seed-to-seed noise cancels: d_s = metric(A, s) -
-metric(B, s) for each seed s both have. Its effect is the mean of d_s with a 95% t-interval
-(mean +- t_{0.975, n-1} sd / sqrt(n)); the outcome is
+Design (study.py). The **unit** of analysis is a (pretrained model, fine-tuning seed)
+pair: ``P`` pretrained models (pretraining seeds 0..P-1, split 0), and unit ``u`` fine-tunes
+pretrained model ``u mod P`` with seed ``u``, so fine-tuning seeds are nested in pretrained
+models. Every variant of a unit starts from the same pretrained model with the same seed,
+regime (``bn``), outliers and schedule, so a contrast between two variants is a paired
+difference ``d_u``. Methods are pooled with method as a fixed effect: ``d_u`` is the mean of
+the per-method differences of unit ``u`` (both methods must be there).
 
-* ``+``  the interval lies entirely on the side the claim predicts,
-* ``-``  it lies entirely on the other side,
-* ``0``  it contains 0, or fewer than 2 seeds (no interval).
+**The test** (``nested_test``) accounts for the nesting: the mean of ``d_u`` per pretrained
+model, ``c_p``, then a one-sample t-test over the ``c_p`` (df = P - 1). For a balanced
+design this is exactly the test of the fixed effect in the mixed model ``d_pu = mu + b_p +
+e_pu`` with a random intercept ``b_p`` per pretrained model (its F-test uses the between-
+model mean square, whose df is P - 1); with missing runs the ``c_p`` are unweighted.
+Pretraining variance is inside every interval.
 
-A claim's verdict, per protocol and score, from its tests' outcomes (the RULE below):
+**Primary family** (``PRIMARY``): all on the ``holdout`` protocol (ID test vs the held-out
+classes: near-OOD), MSP, metric convention ``ours``, the study's regime and outliers:
 
-* **supported**: ``+`` in more than half of its tests and ``-`` in none;
-* **refuted**: ``-`` in more than half of its tests and ``+`` in none;
-* **inconclusive**: anything else (mixed, too few seeds, or effects within noise).
+== ======================================================= ================= ========
+H  contrast                                                 predicted         margin
+== ======================================================= ================= ========
+1  AUROC, w/ L_LC - without, alpha 1, both methods          higher            0.01
+2  OOD/ID logit-norm ratio, w/ L_LC - without, alpha 1      lower             0.02
+3  slope of AUROC w/ L_LC over ln(alpha), the alpha grid    positive          0.005
+4  AUROC, Logit MixOE - MixOE, without L_LC, alpha 1        lower             0.01
+5  per adaptive mode (3 tests), alpha 1, both methods:      AUROC higher AND  0.01
+   AUROC and ID accuracy, mode - without L_LC               accuracy >= -0.5  0.5 pt
+== ======================================================= ================= ========
 
-A claim of several parts (3, 5) gets one verdict per part. Tests whose runs do not exist
-yet (a study stopped early) are left out of the verdict and reported as not run. The tests, claim by claim:
+The norm ratio is mean ||z|| of the near-OOD images over mean ||z|| of the ID test images of
+the same model: L_LC shrinks ID norms too, and the claim is that OOD norms shrink more.
 
-1. L_LC improves detection: (method w/ L_LC) - (method), per method and alpha; AUROC
-   higher (and, as a separate part, FPR95 lower).
-2. L_LC shrinks the logit norm of OOD inputs: mean ||f(x)|| of the OOD images, (method w/
-   L_LC) - (method), lower; the ID norm effect is reported beside it.
-3. (a) larger alpha with L_LC helps detection: AUROC(alpha max) - AUROC(alpha min) with
-   L_LC, per method, higher; (b) alpha trades accuracy: accuracy(alpha max) -
-   accuracy(alpha min), lower.
-4. Without L_LC, Logit MixOE detects worse than MixOE: AUROC(Logit MixOE) - AUROC(MixOE),
-   per alpha, lower.
-5. An adaptive L_LC suppresses OOD logits without eroding the ID class structure, per
-   mode, per method and alpha: (a) accuracy, (mode) - (fixed L_LC), higher; (b) AUROC,
-   (mode) - (no L_LC), higher.
+**p-values**, all on the two-sided scale: for H1-H4 the two-sided t-test; for H5 the
+intersection-union test ``max(p_AUROC, p_noninferiority)`` (the one-sided non-inferiority
+p of H0 "accuracy drops by 0.5 point or more", doubled). **Holm** across the 7 hypotheses at
+0.05 (a hypothesis with runs missing counts as p = 1: the family is always the 7
+pre-registered hypotheses). **Equivalence**: two one-sided tests (TOST, 0.05) against the
+margin, Holm-adjusted across the family too (H5: on AUROC).
+
+**Verdicts** (``verdict_of``): *not run yet* while any run of the test's design is missing
+(the interim effect is shown, never a verdict); otherwise *supported* when the Holm-
+adjusted p < 0.05 with the effect on the predicted side, *refuted* when on the other side
+(H5: AUROC lower, or accuracy shown to drop by more than 0.5 point); *no meaningful effect*
+when the equivalence test passes; *inconclusive* otherwise (too few units for the spread).
+
+**Secondary** (reported with unadjusted p, never a verdict): FPR95 and the other scores,
+each far-OOD set, per-method splits, each outlier method - the CE fine-tune (what outlier
+exposure adds beyond training longer), CE fine-tune - pretrained, the accuracy slope of
+claim 3 (the trade-off), MixOE's metric convention, and the pixel-statistics references.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -41,202 +62,383 @@ from scipy import stats
 
 from .io import atomic_write_text
 
-RULE = ("supported: '+' (95% interval of the paired effect on the claimed side) in more than "
-        "half of the claim's tests and '-' in none; refuted: '-' in more than half and '+' in "
-        "none; inconclusive otherwise (fewer than 2 seeds give no interval: '0')")
-CLAIMS = {
-    "1a": "L_LC raises AUROC",
-    "1b": "L_LC lowers FPR95",
-    "2": "L_LC shrinks the OOD logit norm",
-    "3a": "with L_LC, larger alpha raises AUROC",
-    "3b": "larger alpha lowers accuracy (trade-off)",
-    "4": "without L_LC, Logit MixOE has lower AUROC than MixOE",
-    "5a": "adaptive L_LC keeps more ID accuracy than fixed L_LC",
-    "5b": "adaptive L_LC still raises AUROC over no L_LC",
-}
+LEVEL = 0.05
+#: equivalence margins: what counts as no meaningful effect
+MARGINS = {"auroc": 0.01, "norm_ratio": 0.02, "auroc_slope": 0.005, "accuracy": 0.5,
+           "fpr95": 0.01, "accuracy_slope": 0.5}
+MIXING = ("mixoe", "logit_mixoe")
+ADAPTIVE_MODES = ("outlier-share", "stop-id", "norm")
+#: where every primary endpoint is measured
+PRIMARY_WHERE = {"protocol": "holdout", "ood_set": "heldout-classes", "score": "msp",
+                 "metric_convention": "ours"}
+#: the minimum units per primary test (study.py sizes n = max(this, the power analysis))
+MIN_UNITS = {"fashion-mnist": {"core": 10, "extra": 5}, "digits": {"core": 20, "extra": 10}}
 
 
-def paired_effect(a: pd.Series, b: pd.Series, sign: int) -> dict:
-    """Mean and 95% t-interval of a - b over the seeds both have; ``sign`` +1 when the
-    claim predicts a > b, -1 when it predicts a < b."""
-    d = (a - b).dropna()
-    n = len(d)
-    mean = float(d.mean()) if n else np.nan
-    if n < 2:
-        lo = hi = np.nan
-    else:
-        half = stats.t.ppf(0.975, n - 1) * float(d.std(ddof=1)) / np.sqrt(n)
-        lo, hi = mean - half, mean + half
-    outcome = "0"
-    if n >= 2 and (lo > 0 or hi < 0):
-        outcome = "+" if (lo > 0) == (sign > 0) else "-"
-    return {"n_seeds": n, "effect": mean, "ci_low": lo, "ci_high": hi, "outcome": outcome}
+@dataclasses.dataclass(frozen=True)
+class Hypothesis:
+    """One primary test: a contrast between two variants of the same unit."""
+    id: str
+    claim: str
+    statement: str
+    endpoint: str          # auroc | norm_ratio | auroc_slope | auroc+accuracy
+    contrast: str
+    direction: int         # +1: the claim predicts higher, -1 lower
+    tier: str              # core (claims 1, 2, 4) or extra (claims 3, 5): which units
+    mode: str = ""
 
 
-def verdict(outcomes) -> str:
-    """The RULE: supported / refuted / inconclusive from the tests' outcomes."""
-    outcomes = list(outcomes)
-    plus, minus, n = outcomes.count("+"), outcomes.count("-"), len(outcomes)
-    if n and plus > n / 2 and minus == 0:
-        return "supported"
-    if n and minus > n / 2 and plus == 0:
-        return "refuted"
-    return "inconclusive"
+PRIMARY = (
+    Hypothesis("H1", "1", "L_LC raises AUROC", "auroc", "w/ L_LC - without, alpha 1", +1, "core"),
+    Hypothesis("H2", "2", "L_LC lowers the OOD/ID logit-norm ratio", "norm_ratio",
+               "w/ L_LC - without, alpha 1", -1, "core"),
+    Hypothesis("H3", "3", "with L_LC, AUROC rises with alpha", "auroc_slope",
+               "slope over ln(alpha), w/ L_LC", +1, "extra"),
+    Hypothesis("H4", "4", "without L_LC, Logit MixOE has lower AUROC than MixOE", "auroc",
+               "Logit MixOE - MixOE, without L_LC, alpha 1", -1, "core"),
+    *(Hypothesis(f"H5-{m}", "5", f"L_LC ({m}) raises AUROC and keeps ID accuracy (within "
+                 "0.5 point)", "auroc+accuracy", f"L_LC {m} - without, alpha 1", +1, "extra", m)
+      for m in ADAPTIVE_MODES),
+)
+VERDICTS = ("supported", "refuted", "no meaningful effect", "inconclusive", "not run yet")
 
 
-def _by_seed(df: pd.DataFrame, value: str, **where) -> pd.Series:
-    sel = df
-    for k, v in where.items():
-        sel = sel[np.isclose(sel[k], v)] if k == "alpha" else sel[sel[k] == v]
-    return sel.set_index("seed")[value]
+# ---------------------------------------------------------------------------- statistics
 
-
-def claim_tests(results: pd.DataFrame, norms: pd.DataFrame | None = None,
-                bn: str | None = None) -> pd.DataFrame:
-    """One row per paired test of every claim, protocol and score (module doc), under
-    regime ``bn`` (default: the one most MixOE / Logit MixOE rows share)."""
-    mix = results[results["method"].isin(["mixoe", "logit_mixoe"])]
-    if mix.empty:
-        return pd.DataFrame(columns=["claim", "protocol", "score", "metric", "n_seeds", "effect",
-                                     "ci_low", "ci_high", "outcome", "statement"])
-    bn = bn or _main_bn(mix)
-    mix = mix[mix["bn"] == bn]
-    rows = []
-    methods = sorted(mix["method"].unique())
-    alphas = sorted(mix["alpha"].dropna().unique())
-    modes = sorted(m for m in mix["lc_mode"].dropna().unique() if m not in ("", "fixed"))
-    for (protocol, score), df in mix.groupby(["protocol", "score"]):
-        def test(claim, metric, sign, sel_a, sel_b, **ctx):
-            rows.append({"claim": claim, "protocol": protocol, "score": score, "metric": metric,
-                         **ctx, **paired_effect(_by_seed(df, metric, **sel_a),
-                                                _by_seed(df, metric, **sel_b), sign)})
-        for m in methods:
-            for al in alphas:
-                ctx = {"method": m, "alpha": al, "compared": "w/ L_LC - without"}
-                lc, no = {"method": m, "alpha": al, "variant": "lc-fixed"}, \
-                         {"method": m, "alpha": al, "variant": "no-lc"}
-                test("1a", "auroc", +1, lc, no, **ctx)
-                test("1b", "fpr95", -1, lc, no, **ctx)
-                for mode in modes:
-                    ad = {"method": m, "alpha": al, "variant": f"lc-{mode}"}
-                    test("5a", "accuracy", +1, ad, lc, method=m, alpha=al, mode=mode,
-                         compared=f"L_LC {mode} - L_LC fixed")
-                    test("5b", "auroc", +1, ad, no, method=m, alpha=al, mode=mode,
-                         compared=f"L_LC {mode} - without")
-            if len(alphas) >= 2:
-                hi, lo = {"method": m, "alpha": alphas[-1], "variant": "lc-fixed"}, \
-                         {"method": m, "alpha": alphas[0], "variant": "lc-fixed"}
-                ctx = {"method": m, "compared": f"alpha {alphas[-1]:g} - alpha {alphas[0]:g}"}
-                test("3a", "auroc", +1, hi, lo, **ctx)
-                test("3b", "accuracy", -1, hi, lo, **ctx)
-        if {"mixoe", "logit_mixoe"} <= set(methods):
-            for al in alphas:
-                test("4", "auroc", -1, {"method": "logit_mixoe", "alpha": al, "variant": "no-lc"},
-                     {"method": "mixoe", "alpha": al, "variant": "no-lc"}, alpha=al,
-                     compared="Logit MixOE - MixOE")
-    if norms is not None and len(norms):
-        rows += _norm_tests(norms[norms["bn"] == bn], methods, alphas)
-    out = pd.DataFrame(rows)
-    out["statement"] = out["claim"].map(CLAIMS)
+def nested_test(d: pd.Series, margin: float) -> dict:
+    """The test of the module doc on unit differences ``d`` indexed by (pretrain_seed,
+    seed): effect, 95% interval, one-sided p-values for higher / lower, and the TOST p
+    against ``margin``. Fewer than 2 pretrained models give no test (NaN)."""
+    d = d.dropna()
+    c = d.groupby(level=0).mean()
+    n_models, n = len(c), len(d)
+    out = {"n": n, "n_models": n_models, "effect": float(c.mean()) if n_models else np.nan,
+           "ci_low": np.nan, "ci_high": np.nan, "p_higher": np.nan, "p_lower": np.nan,
+           "p_equiv": np.nan, "df": n_models - 1 if n_models else 0}
+    if n_models < 2:
+        return out
+    df = n_models - 1
+    se = float(c.std(ddof=1)) / np.sqrt(n_models)
+    half = stats.t.ppf(0.975, df) * se
+    out.update(ci_low=out["effect"] - half, ci_high=out["effect"] + half)
+    if se == 0:
+        e = out["effect"]
+        out.update(p_higher=float(e <= 0), p_lower=float(e >= 0),
+                   p_equiv=float(abs(e) >= margin))
+        return out
+    t = out["effect"] / se
+    out["p_higher"], out["p_lower"] = float(stats.t.sf(t, df)), float(stats.t.cdf(t, df))
+    p_above = stats.t.sf((out["effect"] + margin) / se, df)     # H0: effect <= -margin
+    p_below = stats.t.cdf((out["effect"] - margin) / se, df)    # H0: effect >= +margin
+    out["p_equiv"] = float(max(p_above, p_below))
     return out
 
 
-def _norm_tests(norms: pd.DataFrame, methods, alphas) -> list:
-    """Claim 2 on the mean logit norm of the OOD images: near (held-out classes, the
-    ``holdout`` protocol) and far (the ``paper`` protocol's images)."""
+def noninferiority_p(d: pd.Series, margin: float, inferior: bool = False) -> float:
+    """One-sided p of H0 "effect <= -margin" (non-inferiority), or with ``inferior`` of H0
+    "effect >= -margin" (rejecting it shows a drop larger than the margin)."""
+    shifted = nested_test(d + margin, 0.0)
+    return shifted["p_lower"] if inferior else shifted["p_higher"]
+
+
+def holm(p) -> np.ndarray:
+    """Holm's step-down adjusted p-values (NaN counts as 1)."""
+    p = np.nan_to_num(np.asarray(p, dtype=float), nan=1.0)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        adj[i] = running
+    return adj
+
+
+def two_sided(test: dict, direction: int) -> tuple[float, float]:
+    """(p of the predicted side, p of the other side), each doubled to the two-sided scale."""
+    hi, lo = test["p_higher"], test["p_lower"]
+    pred, other = (hi, lo) if direction > 0 else (lo, hi)
+    return min(1.0, 2 * pred), min(1.0, 2 * other)
+
+
+# ---------------------------------------------------------------------------- unit values
+
+def _sel(df: pd.DataFrame, **where) -> pd.DataFrame:
+    for k, v in where.items():
+        df = df[np.isclose(df[k].astype(float), v)] if k == "alpha" else df[df[k] == v]
+    return df
+
+
+def _by_unit(df: pd.DataFrame, value: str) -> pd.Series:
+    """``value`` per (pretrain_seed, seed, method)."""
+    return df.set_index(["pretrain_seed", "seed", "method"])[value]
+
+
+def _pooled(diff: pd.Series) -> pd.Series:
+    """Per unit, the mean over methods of a per-method difference (both methods needed)."""
+    wide = diff.unstack("method")
+    wide = wide.dropna()
+    return wide.mean(axis=1)
+
+
+def contrast(rows: pd.DataFrame, value: str, a: dict, b: dict, methods=MIXING) -> pd.Series:
+    """Unit differences value(a) - value(b), pooled over ``methods`` (both variants of a
+    method from the same unit)."""
+    rows = rows[rows["method"].isin(methods)]
+    diff = _by_unit(_sel(rows, **a), value) - _by_unit(_sel(rows, **b), value)
+    return _pooled(diff.dropna()) if len(methods) > 1 else diff.dropna().droplevel("method")
+
+
+def method_contrast(rows: pd.DataFrame, value: str, a: dict, b: dict) -> pd.Series:
+    """Unit differences between two rows that name their methods in ``a`` / ``b``; against
+    the pretrained model (``baseline``), each unit is compared with its own pretrained model."""
+    va = _sel(rows, **a).set_index(["pretrain_seed", "seed"])[value]
+    if b.get("method") == "baseline":
+        vb = _sel(rows, **b).set_index("pretrain_seed")[value]
+        d = va - vb.reindex(va.index.get_level_values(0)).to_numpy()
+    else:
+        d = va - _sel(rows, **b).set_index(["pretrain_seed", "seed"])[value]
+    return d.dropna()
+
+
+def slope(rows: pd.DataFrame, value: str, variant: str, alphas) -> pd.Series:
+    """Per unit, the least-squares slope of ``value`` over ln(alpha) for ``variant``, per
+    method, pooled over methods (every alpha needed)."""
+    r = rows[rows["method"].isin(MIXING) & (rows["variant"] == variant)]
+    r = r[r["alpha"].astype(float).round(6).isin([round(float(a), 6) for a in alphas])]
+    out = {}
+    for key, g in r.groupby(["pretrain_seed", "seed", "method"]):
+        if g["alpha"].nunique() == len(alphas):
+            x, y = np.log(g["alpha"].astype(float).to_numpy()), g[value].to_numpy()
+            out[key] = float(np.polyfit(x, y, 1)[0])
+    s = pd.Series(out, dtype=float)
+    if s.empty:
+        return s
+    s.index = s.index.set_names(["pretrain_seed", "seed", "method"])
+    return _pooled(s)
+
+
+# ---------------------------------------------------------------------------- the plan
+
+def primary_tables(results: pd.DataFrame, norms: pd.DataFrame, alphas) -> dict:
+    """The unit-level rows every primary endpoint reads: MSP on the held-out classes (with
+    accuracy), and the norm ratio per run."""
+    r = _sel(results, **PRIMARY_WHERE)
+    n = norms.copy()
+    n["norm_ratio"] = n["ood_norm_mean"] / n["id_norm_mean"]
+    return {"auroc": r, "norm": n, "alphas": tuple(sorted(float(a) for a in alphas))}
+
+
+def primary_differences(h: Hypothesis, t: dict) -> dict:
+    """{endpoint: unit differences} of hypothesis ``h``."""
+    r, n = t["auroc"], t["norm"]
+    lc = {"variant": "lc-fixed", "alpha": 1.0}
+    no = {"variant": "no-lc", "alpha": 1.0}
+    if h.id == "H1":
+        return {"auroc": contrast(r, "auroc", lc, no)}
+    if h.id == "H2":
+        return {"norm_ratio": contrast(n, "norm_ratio", lc, no)}
+    if h.id == "H3":
+        return {"auroc_slope": slope(r, "auroc", "lc-fixed", t["alphas"])}
+    if h.id == "H4":
+        return {"auroc": method_contrast(r, "auroc", {"method": "logit_mixoe", **no},
+                                         {"method": "mixoe", **no})}
+    ad = {"variant": f"lc-{h.mode}", "alpha": 1.0}
+    return {"auroc": contrast(r, "auroc", ad, no), "accuracy": contrast(r, "accuracy", ad, no)}
+
+
+def test_hypothesis(h: Hypothesis, diffs: dict) -> dict:
+    """Effect, interval, p on both sides (two-sided scale) and the TOST p of ``h``."""
+    key = "auroc" if h.endpoint == "auroc+accuracy" else h.endpoint
+    main = nested_test(diffs[key], MARGINS[key])
+    p_pred, p_other = two_sided(main, h.direction)
+    row = {**main, "p_predicted": p_pred, "p_other": p_other}
+    if h.endpoint == "auroc+accuracy":
+        acc = nested_test(diffs["accuracy"], MARGINS["accuracy"])
+        p_noninf = min(1.0, 2 * noninferiority_p(diffs["accuracy"], MARGINS["accuracy"]))
+        p_inf = min(1.0, 2 * noninferiority_p(diffs["accuracy"], MARGINS["accuracy"], inferior=True))
+        row.update(p_predicted=max(p_pred, p_noninf),
+                   p_other=min(1.0, 2 * min(p_other, p_inf)),
+                   accuracy_effect=acc["effect"], accuracy_ci_low=acc["ci_low"],
+                   accuracy_ci_high=acc["ci_high"], n=min(main["n"], acc["n"]))
+    return row
+
+
+def verdict_of(p_holm: float, predicted_side: bool, p_equiv_holm: float, missing: int) -> str:
+    """The verdict rule of the module doc."""
+    if missing:
+        return "not run yet"
+    if p_holm < LEVEL:
+        return "supported" if predicted_side else "refuted"
+    if p_equiv_holm < LEVEL:
+        return "no meaningful effect"
+    return "inconclusive"
+
+
+def primary_verdicts(results: pd.DataFrame, norms: pd.DataFrame, alphas, expected: dict) -> pd.DataFrame:
+    """One row per primary hypothesis: n, effect, 95% interval, p, Holm-adjusted p, the
+    equivalence p, and the verdict. ``expected``: {tier: number of units of the design};
+    a test with fewer complete units is *not run yet*, with the runs still missing."""
+    t = primary_tables(results, norms, alphas)
     rows = []
-    for protocol, col in (("holdout", "ood_norm_mean"), ("paper", "far_norm_mean")):
-        if col not in norms:
+    for h in PRIMARY:
+        r = test_hypothesis(h, primary_differences(h, t))
+        r["p"] = min(r["p_predicted"], r["p_other"])
+        r["predicted_side"] = bool(r["p_predicted"] <= r["p_other"])
+        rows.append({"claim": h.claim, "hypothesis": h.id, "statement": h.statement,
+                     "primary": True, "endpoint": h.endpoint, "contrast": h.contrast,
+                     "mode": h.mode, "predicted": "higher" if h.direction > 0 else "lower",
+                     "margin": MARGINS["auroc" if h.endpoint == "auroc+accuracy" else h.endpoint],
+                     "units_expected": expected[h.tier], **r})
+    df = pd.DataFrame(rows)
+    complete = df["n"] >= df["units_expected"]
+    p = np.where(complete, df["p"], 1.0)
+    df["p_holm"] = holm(p)
+    df["p_equiv_holm"] = holm(np.where(complete, df["p_equiv"], 1.0))
+    df["units_missing"] = (df["units_expected"] - df["n"]).clip(lower=0).astype(int)
+    df["verdict"] = [verdict_of(ph, side, pe, miss) for ph, side, pe, miss in
+                     zip(df["p_holm"], df["predicted_side"], df["p_equiv_holm"], df["units_missing"])]
+    return df
+
+
+# ---------------------------------------------------------------------------- secondary
+
+def secondary_tests(results: pd.DataFrame, norms: pd.DataFrame, alphas) -> pd.DataFrame:
+    """Every secondary contrast (module doc), one row each, unadjusted: never a verdict."""
+    rows = []
+    lc, no = {"variant": "lc-fixed", "alpha": 1.0}, {"variant": "no-lc", "alpha": 1.0}
+    keys = ["protocol", "ood_set", "score", "metric_convention"]
+
+    def add(label, endpoint, d, where, direction, **ctx):
+        test = nested_test(d, MARGINS.get(endpoint, MARGINS["auroc"]))
+        p_pred, p_other = two_sided(test, direction)
+        rows.append({"claim": ctx.pop("claim", ""), "hypothesis": "", "statement": label,
+                     "primary": False, "endpoint": endpoint,
+                     "predicted": {1: "higher", -1: "lower", 0: ""}[direction], **where, **ctx,
+                     **test, "p": min(p_pred, p_other) if direction else
+                     (min(1.0, 2 * min(test["p_higher"], test["p_lower"]))
+                      if test["n_models"] >= 2 else np.nan),
+                     "p_holm": np.nan, "verdict": "secondary"})
+
+    trained = results[results["method"] != "reference"]
+    for where_vals, r in trained.groupby(keys):
+        where = dict(zip(keys, where_vals))
+        primary = where == PRIMARY_WHERE
+        metrics = (("auroc", +1), ("fpr95", -1))
+        for metric, sign in metrics:
+            if not (primary and metric == "auroc"):
+                add("L_LC effect, both methods", metric, contrast(r, metric, lc, no), where, sign,
+                    claim="1", contrast="w/ L_LC - without, alpha 1")
+            for m in MIXING:
+                add(f"L_LC effect, {m}", metric, contrast(r, metric, lc, no, methods=(m,)), where,
+                    sign, claim="1", contrast="w/ L_LC - without, alpha 1", method=m)
+            if not (primary and metric == "auroc"):
+                add("Logit MixOE - MixOE without L_LC", metric,
+                    method_contrast(r, metric, {"method": "logit_mixoe", **no},
+                                    {"method": "mixoe", **no}), where, -sign, claim="4",
+                    contrast="Logit MixOE - MixOE, alpha 1")
+            for m, v in (("oe", None), ("mixoe", "no-lc"), ("logit_mixoe", "no-lc"),
+                         ("mixoe", "lc-fixed"), ("logit_mixoe", "lc-fixed")):
+                a = {"method": m} if v is None else {"method": m, "variant": v, "alpha": 1.0}
+                add(f"{m}{'' if v is None else ' ' + v} - CE fine-tune", metric,
+                    method_contrast(r, metric, a, {"method": "ce"}), where, sign,
+                    contrast="outlier exposure beyond training longer")
+            add("CE fine-tune - pretrained", metric,
+                method_contrast(r, metric, {"method": "ce"}, {"method": "baseline"}), where, 0,
+                contrast="what training longer does")
+        if primary:
+            add("accuracy slope over ln(alpha), w/ L_LC (trade-off)", "accuracy_slope",
+                slope(r, "accuracy", "lc-fixed", alphas), where, -1, claim="3",
+                contrast="slope over ln(alpha)")
+            for m in MIXING:
+                add(f"L_LC effect on ID accuracy, {m}", "accuracy",
+                    contrast(r, "accuracy", lc, no, methods=(m,)), where, 0, claim="1",
+                    contrast="w/ L_LC - without, alpha 1", method=m)
+    n = norms.copy()
+    for part in [c[: -len("_norm_mean")] for c in n.columns if c.endswith("_norm_mean")]:
+        if part == "id":
             continue
-        for m in methods:
-            for al in alphas:
-                lc = _by_seed(norms, col, method=m, alpha=al, variant="lc-fixed")
-                no = _by_seed(norms, col, method=m, alpha=al, variant="no-lc")
-                id_effect = paired_effect(_by_seed(norms, "id_norm_mean", method=m, alpha=al,
-                                                   variant="lc-fixed"),
-                                          _by_seed(norms, "id_norm_mean", method=m, alpha=al,
-                                                   variant="no-lc"), -1)
-                rows.append({"claim": "2", "protocol": protocol, "score": "l2norm",
-                             "metric": "ood_norm_mean", "method": m, "alpha": al,
-                             "compared": "w/ L_LC - without", **paired_effect(lc, no, -1),
-                             "id_norm_effect": id_effect["effect"]})
-    return rows
-
-
-def summary(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and number of seeds per (method, variant, regime, alpha, protocol, score)."""
-    from .experiments import mean_std_over_seeds
-    return mean_std_over_seeds(results, ["method", "variant", "model", "bn", "alpha", "protocol",
-                                         "score"])
-
-
-def _main_bn(df: pd.DataFrame) -> str:
-    """The regime most rows share (a study adds a few ``separate`` rows as an artifact)."""
-    return df["bn"].value_counts().idxmax()
-
-
-def verdicts(tests: pd.DataFrame) -> pd.DataFrame:
-    """One verdict per (claim, protocol, score), with its counts and seeds. Tests whose
-    runs are not there yet (no seed) are left out and counted as ``missing``."""
-    rows = []
-    if tests.empty:
-        return pd.DataFrame(columns=["claim", "mode", "statement", "protocol", "score", "tests",
-                                     "plus", "minus", "missing", "seeds", "mean_effect", "verdict"])
-    for (claim, protocol, score), t in tests.groupby(["claim", "protocol", "score"], sort=True):
-        parts = t.groupby("mode") if "mode" in t and t["mode"].notna().any() else [(None, t)]
-        for mode, tt in parts:
-            missing = int((tt["n_seeds"] == 0).sum())
-            tt = tt[tt["n_seeds"] > 0]
-            if tt.empty:
-                continue
-            seeds = tt["n_seeds"]
-            rows.append({"claim": claim, "mode": mode or "", "statement": CLAIMS[claim],
-                         "protocol": protocol, "score": score, "tests": len(tt),
-                         "plus": int((tt["outcome"] == "+").sum()),
-                         "minus": int((tt["outcome"] == "-").sum()), "missing": missing,
-                         "seeds": f"{seeds.min()}" if seeds.min() == seeds.max()
-                         else f"{seeds.min()}-{seeds.max()}",
-                         "mean_effect": float(tt["effect"].mean()),
-                         "verdict": verdict(tt["outcome"])})
+        n["ratio"] = n[f"{part}_norm_mean"] / n["id_norm_mean"]
+        where = {"protocol": "holdout" if part == "ood" else "far",
+                 "ood_set": "heldout-classes" if part == "ood" else part[len("far_"):].replace("_", "-"),
+                 "score": "l2norm", "metric_convention": ""}
+        for m in MIXING:
+            add(f"norm ratio, L_LC effect, {m}", "norm_ratio",
+                contrast(n, "ratio", lc, no, methods=(m,)), where, -1, claim="2", method=m,
+                contrast="w/ L_LC - without, alpha 1")
+        if part != "ood":
+            add("norm ratio, L_LC effect, both methods", "norm_ratio", contrast(n, "ratio", lc, no),
+                where, -1, claim="2", contrast="w/ L_LC - without, alpha 1")
     return pd.DataFrame(rows)
 
 
-def write_claims(results_dir) -> dict:
-    """claims_tests.csv, claims_verdicts.csv and claims.md from results.csv / norms.csv."""
+# ---------------------------------------------------------------------------- files
+
+VERDICT_COLUMNS = ["claim", "hypothesis", "statement", "primary", "endpoint", "contrast", "mode",
+                   "protocol", "ood_set", "score", "metric_convention", "method", "predicted",
+                   "n", "n_models", "df", "effect", "ci_low", "ci_high", "p", "p_holm",
+                   "p_equiv", "p_equiv_holm", "margin", "accuracy_effect", "accuracy_ci_low",
+                   "accuracy_ci_high", "units_expected", "units_missing", "verdict"]
+
+
+def claim_table(results: pd.DataFrame, norms: pd.DataFrame, alphas, expected: dict) -> pd.DataFrame:
+    """The primary rows, then the secondary ones, in VERDICT_COLUMNS."""
+    prim = primary_verdicts(results, norms, alphas, expected)
+    for k, v in PRIMARY_WHERE.items():
+        prim[k] = v
+    sec = secondary_tests(results, norms, alphas)
+    out = pd.concat([prim, sec], ignore_index=True)
+    for col in VERDICT_COLUMNS:
+        if col not in out:
+            out[col] = np.nan
+    return out[VERDICT_COLUMNS]
+
+
+def write_claims(results_dir, alphas, expected: dict, preset: str = "") -> dict:
+    """claims_verdicts.csv and claims.md from results.csv / norms.csv in ``results_dir``."""
     results_dir = Path(results_dir)
     results = pd.read_csv(results_dir / "results.csv")
-    norms_path = results_dir / "norms.csv"
-    norms = pd.read_csv(norms_path) if norms_path.is_file() else None
-    tests = claim_tests(results, norms)
-    v = verdicts(tests)
-    paths = {"tests": results_dir / "claims_tests.csv", "verdicts": results_dir / "claims_verdicts.csv",
-             "md": results_dir / "claims.md"}
-    atomic_write_text(paths["tests"], tests.to_csv(index=False))
-    atomic_write_text(paths["verdicts"], v.to_csv(index=False))
-    mix = results[results["method"].isin(["mixoe", "logit_mixoe"])]
-    atomic_write_text(paths["md"], verdict_markdown(v, _main_bn(mix) if len(mix) else "none"))
+    norms = pd.read_csv(results_dir / "norms.csv")
+    table = claim_table(results, norms, alphas, expected)
+    paths = {"verdicts": results_dir / "claims_verdicts.csv", "md": results_dir / "claims.md"}
+    atomic_write_text(paths["verdicts"], table.to_csv(index=False))
+    atomic_write_text(paths["md"], verdict_markdown(table, preset))
     return {k: str(p) for k, p in paths.items()}
 
 
-def verdict_markdown(v: pd.DataFrame, bn: str, score: str = "msp") -> str:
-    """The verdicts of ``score`` (and claim 2's norm) as a Markdown table, near-OOD
-    (``holdout``) beside far-OOD (``paper``)."""
-    sel = v[(v["score"] == score) | (v["claim"] == "2")]
-    lines = [f"BatchNorm regime `{bn}`; score {score.upper()} (claim 2: mean OOD logit norm). "
-             "Each cell: verdict (tests with '+' / '-' of all tests; seeds per test).", "",
-             "| claim | statement | near-OOD (holdout) | far-OOD (paper) |", "|---|---|---|---|"]
-    for (claim, mode), g in sel.groupby(["claim", "mode"], sort=True):
-        cells = []
-        for protocol in ("holdout", "paper"):
-            r = g[g["protocol"] == protocol]
-            if r.empty:
-                cells.append("n/a")
-                continue
-            r = r.iloc[0]
-            missing = f"; {r['missing']} not run yet" if r["missing"] else ""
-            cells.append(f"{r['verdict']} ({r['plus']}+/{r['minus']}- of {r['tests']}; "
-                         f"{r['seeds']} seeds{missing})")
-        label = claim + (f" ({mode})" if mode else "")
-        lines.append(f"| {label} | {CLAIMS[claim]} | {cells[0]} | {cells[1]} |")
-    lines += ["", f"Rule: {RULE}."]
+def _fmt(v, digits=4) -> str:
+    return "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
+
+
+def verdict_cell(r) -> str:
+    """``supported`` / ``not run yet (12 units missing)`` / ...: the verdict with its caveat."""
+    if r["verdict"] == "not run yet":
+        return f"not run yet ({int(r['units_missing'])} of {int(r['units_expected'])} units missing)"
+    return r["verdict"]
+
+
+def primary_markdown(table: pd.DataFrame) -> str:
+    """The primary family as a Markdown table: effect, 95% CI, p, Holm p, n, verdict."""
+    p = table[table["primary"] == True]   # noqa: E712 - a column of bools read back from CSV
+    lines = ["| H | claim | contrast (holdout, MSP) | n (models) | effect [95% CI] | p | p Holm "
+             "| verdict |", "|---|---|---|---|---|---|---|---|"]
+    for _, r in p.iterrows():
+        eff = "" if pd.isna(r["effect"]) else \
+            f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+        if r["endpoint"] == "auroc+accuracy" and not pd.isna(r["accuracy_effect"]):
+            eff += (f"; acc. {r['accuracy_effect']:+.2f} [{_fmt(r['accuracy_ci_low'], 3)}, "
+                    f"{_fmt(r['accuracy_ci_high'], 3)}]")
+        lines.append(f"| {r['hypothesis']} | {r['statement']} | {r['contrast']}, {r['predicted']}"
+                     f" | {int(r['n'])} ({int(r['n_models'])}) | {eff} | {_fmt(r['p'], 3)} | "
+                     f"{_fmt(r['p_holm'], 3)} | {verdict_cell(r)} |")
     return "\n".join(lines) + "\n"
+
+
+def verdict_markdown(table: pd.DataFrame, preset: str = "") -> str:
+    head = (f"Pre-registered primary family{' (' + preset + ')' if preset else ''}: "
+            "`lmoe_viz/claims.py`. Effects are means of unit differences (a unit = a "
+            "pretrained model and a fine-tuning seed), tested over the pretrained models' "
+            "means (df = models - 1); p two-sided (H5: intersection-union with accuracy "
+            "non-inferiority, 0.5 point); Holm over the 7 hypotheses at 0.05; 'no meaningful "
+            "effect' = equivalence (TOST) within the margin, Holm-adjusted.\n\n")
+    return head + primary_markdown(table)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .batchnorm import BN_REGIMES
-from .config import DECODES, METHODS, MIX_LAYERS, MIX_OPS, SELECTS, RunConfig
+from .config import DECODES, METHODS, MIX_LAYERS, MIX_OPS, OUTLIERS, SELECTS, RunConfig
 from .data.protocols import PROTOCOLS
 from .errors import UserError
 from .losses import LC_MODES
@@ -66,6 +66,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         "scale before the resize) or tensor (torchvision decode + transforms on "
                         "uint8 tensors); the last two are faster with slightly different pixels")
     p.add_argument("--compile", action="store_true", help="run the network through torch.compile")
+    p.add_argument("--channels-last", action="store_true",
+                   help="channels_last memory format on the CPU too (always on CUDA); faster "
+                        "small-network steps, float sums in another order")
     p.add_argument("--eval-every", type=int, default=None,
                    help="test metrics every N epochs too, for curves (default: once, at the end)")
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in --out")
@@ -112,6 +115,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="outlier batch = ratio x ID batch (default 2 for oe/energy_oe as MixOE, else 1)")
     f.add_argument("--m-in", type=float, default=-13.0, help="Energy-OE ID margin")
     f.add_argument("--m-out", type=float, default=-6.0, help="Energy-OE outlier margin")
+    f.add_argument("--outliers", default="crops", choices=OUTLIERS,
+                   help="embedded presets: crops (photo crops) or matched (photo textures in "
+                        "shapes with an ID image's pixel values: no intensity shortcut)")
     e = sub.add_parser("evaluate", help="metrics of a checkpoint under a named protocol")
     _common(e, from_checkpoint=True)
     e.add_argument("--checkpoint", required=True)
@@ -159,12 +165,14 @@ def config_from_args(args) -> RunConfig:
         noise_mult=getattr(args, "noise_mult", 0.2),
         aux_ratio=getattr(args, "aux_ratio", None), m_in=getattr(args, "m_in", -13.0),
         m_out=getattr(args, "m_out", -6.0), weights=getattr(args, "weights", None),
+        outliers=getattr(args, "outliers", "crops"),
         select=args.select, image_size=args.image_size, aux_exclude=_exclude(args.aux_exclude),
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         weight_decay=args.weight_decay, seed=args.seed, split=args.split,
         faithful=not args.correct_quirks, limit_batches=args.limit_batches,
         data_root=args.data_root, device=args.device, num_workers=args.num_workers,
-        decode=args.decode, compile=args.compile, eval_every=args.eval_every,
+        decode=args.decode, compile=args.compile, channels_last=args.channels_last,
+        eval_every=args.eval_every,
         init=getattr(args, "init", None), extra=extra).validate()
 
 

@@ -18,7 +18,10 @@ from .io import file_sha256
 from .losses import LC_MODES
 from .runtime import default_workers
 
-METHODS = ("baseline", "oe", "energy_oe", "mixoe", "logit_mixoe")
+METHODS = ("baseline", "ce", "oe", "energy_oe", "mixoe", "logit_mixoe")
+#: methods that train on ID images only: pretraining, and the CE fine-tune (the control
+#: for "fine-tuned longer": the same schedule from the same pretrained model, no outliers)
+ID_ONLY_METHODS = ("baseline", "ce")
 MIX_OPS = ("mixup", "cutmix")
 MIX_LAYERS = ("input", "stem", "layer1", "layer2", "layer3", "layer4", "fc")
 DEVICES = ("auto", "cpu", "cuda")
@@ -28,6 +31,9 @@ ID_FORWARDS = ("shared", "separate")
 #: image decoding of the paper presets (data/finegrained.load_rgb)
 DECODES = ("pil", "draft", "tensor")
 MIX_NOISES = ("none", "additive", "multiplicative", "both")
+#: auxiliary outliers of the embedded presets (data/outliers.py): photo crops, or photo
+#: textures in ID-matched shapes (no intensity shortcut); the paper presets use WebVision
+OUTLIERS = ("crops", "matched")
 #: default BatchNorm regime of each method: its reference code's forwards (batchnorm.py)
 DEFAULT_BN = dict(REFERENCE_FORWARD)
 #: outlier batch = ratio x ID batch: MixOE's OE and Energy-OE draw twice the ID batch
@@ -42,7 +48,7 @@ DEFAULT_MIX_LAYER = {"mixoe": "input", "logit_mixoe": "fc"}
 @dataclass
 class RunConfig:
     preset: str = "digits"
-    method: str = "baseline"          # baseline (CE on ID), oe, mixoe, logit_mixoe
+    method: str = "baseline"          # baseline (CE on ID), ce (CE fine-tune), oe, mixoe, logit_mixoe
     lc: bool = False                  # add the logit-consistency term, eq. (15)-(16)
     lc_mode: str = "fixed"            # L_LC: fixed (eq. 15) | outlier-share | stop-id | norm
     alpha: float = 1.0                # lambda ~ Beta(alpha, alpha)
@@ -63,6 +69,7 @@ class RunConfig:
     select: Optional[str] = None      # best-val | last epoch kept (None: preset default)
     image_size: Optional[int] = None  # paper presets: crop size (None: 448; dry runs use less)
     aux_exclude: str = "mixoe"        # WebVision concepts removed: mixoe | none | PATH of WNIDs
+    outliers: str = "crops"           # embedded presets' outliers: crops | matched (data/outliers.py)
     epochs: Optional[int] = None
     batch_size: Optional[int] = None
     lr: Optional[float] = None
@@ -76,6 +83,7 @@ class RunConfig:
     num_workers: Optional[int] = None  # loader workers (None: the preset's, capped by the CPUs)
     decode: str = "pil"               # paper presets: pil (MixOE's) | draft (JPEG DCT-scaled) | tensor
     compile: bool = False             # run the network through torch.compile
+    channels_last: bool = False       # channels_last memory format on the CPU too (CUDA: always)
     eval_every: Optional[int] = None  # test metrics every N epochs too (None: once, at the end)
     init: Optional[str] = None        # checkpoint to fine-tune from
     extra: dict = field(default_factory=dict)
@@ -98,6 +106,7 @@ class RunConfig:
         _choice("id_forward", self.id_forward, ID_FORWARDS)
         _choice("mix_noise", self.mix_noise, MIX_NOISES)
         _choice("decode", self.decode, DECODES)
+        _choice("outliers", self.outliers, OUTLIERS)
         self._validate_numbers()
         self._validate_combinations()
         return self
@@ -172,6 +181,9 @@ class RunConfig:
         if finetune and out.weights is not None:
             raise UserError(f"--weights {out.weights} applies to pretraining; a fine-tuning run "
                             "starts from --init and records the weights that checkpoint began from")
+        if out.outliers != "crops" and preset.arch == "resnet50":
+            raise UserError(f"--outliers {out.outliers} applies to the embedded presets; "
+                            f"{preset.name} trains on WebVision outliers: leave --outliers out")
         if out.image_size is not None and preset.arch != "resnet50":
             raise UserError(f"--image-size applies to the paper presets; {preset.name} trains "
                             f"at its native {preset.image_size} px")
@@ -206,10 +218,12 @@ class RunConfig:
         the run's identity through their content hash (train.py), not their path."""
         d = self.to_dict()
         for key in ("data_root", "device", "num_workers", "init", "weights", "compile",
-                    "eval_every"):
+                    "channels_last", "eval_every"):
             d.pop(key)
         if d["decode"] == "pil":            # the default decode adds nothing: old names stay
             d.pop("decode")
+        if d["outliers"] == "crops" or d["method"] in ID_ONLY_METHODS:   # the default, or unused
+            d.pop("outliers")
         # names of runs made before --bn / --lc-mode stay valid: the regime keeps its old
         # key, and the default L_LC adds nothing
         d["batching"] = d.pop("bn")

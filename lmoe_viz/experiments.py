@@ -27,7 +27,7 @@ FIGURE_MODELS = (("baseline", False), ("mixoe", False), ("logit_mixoe", False),
 
 def model_label(method: str, lc: bool = False, lc_mode: str = "fixed") -> str:
     """The paper's names; an adaptive L_LC adds its mode: ``Logit MixOE w/ L_LC (norm)``."""
-    names = {"baseline": "Pretrained", "oe": "OE", "energy_oe": "Energy-OE", "mixoe": "MixOE",
+    names = {"baseline": "Pretrained", "ce": "CE fine-tune", "oe": "OE", "energy_oe": "Energy-OE", "mixoe": "MixOE",
              "logit_mixoe": "Logit MixOE"}
     if not lc:
         return names[method]
@@ -41,7 +41,7 @@ def cell_name(method: str, lc: bool, alpha: float, seed: int, lc_mode: str = "fi
     if method == "baseline":
         return PRETRAINED
     tail = f"_s{seed}" + (f"_bn-{bn}" if bn else "")
-    if method in ("oe", "energy_oe"):
+    if method in ("ce", "oe", "energy_oe"):
         return f"{method}{tail}"
     lc_part = ("_lc" if lc_mode == "fixed" else f"_lc-{lc_mode}") if lc else ""
     return f"{method}{lc_part}_a{alpha:g}{tail}"
@@ -64,21 +64,25 @@ class Grid:
     limit_batches: int | None = None
     bn: str | None = None              # one BatchNorm regime for every cell (None: method defaults)
     lc_modes: tuple = ("fixed",)       # the L_LC variants of the cells with L_LC
+    outliers: str = "crops"            # the embedded presets' outliers (data/outliers.py)
+    pretrain_seed: int = 0             # seed of the one pretraining every cell starts from
+    channels_last: bool = False        # channels_last on the CPU too (train.py; not in run names)
 
     def base(self, **kw) -> RunConfig:
         return RunConfig(preset=self.preset, data_root=self.data_root, device=self.device,
-                         split=self.split, limit_batches=self.limit_batches, **kw)
+                         split=self.split, limit_batches=self.limit_batches,
+                         outliers=self.outliers, channels_last=self.channels_last, **kw)
 
     def finetune_config(self, method: str, seed: int, lc: bool = False, alpha: float = 1.0,
                         lc_mode: str = "fixed") -> RunConfig:
         init = str(Path(self.runs_dir) / PRETRAINED / "checkpoint.pt")
-        kw = {} if method in ("oe", "energy_oe") else {"lc": lc, "alpha": float(alpha),
+        kw = {} if method in ("ce", "oe", "energy_oe") else {"lc": lc, "alpha": float(alpha),
                                                          "lc_mode": lc_mode}
         return self.base(method=method, seed=seed, epochs=self.finetune_epochs, init=init,
                          bn=self.bn, **kw)
 
     def pretrain_config(self) -> RunConfig:
-        return self.base(method="baseline", epochs=self.pretrain_epochs, seed=0)
+        return self.base(method="baseline", epochs=self.pretrain_epochs, seed=self.pretrain_seed)
 
     def cells(self) -> list[RunConfig]:
         out = []
@@ -271,7 +275,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["alpha", "method", "lc", "model"]
     keys += [k for k in ("lc_mode", "bn", "protocol", "score", "metric_convention") if k in df]
     out = mean_std_over_seeds(df, keys)
-    order = {"baseline": 0, "oe": 1, "energy_oe": 1.5, "mixoe": 2, "logit_mixoe": 3}
+    order = {"baseline": 0, "ce": 0.5, "oe": 1, "energy_oe": 1.5, "mixoe": 2, "logit_mixoe": 3}
     out["_o"] = out["method"].map(order)
     out = out.sort_values(["_o"]).sort_values(["alpha", "_o", "lc"], na_position="first", kind="stable")
     return out.drop(columns="_o").reset_index(drop=True)

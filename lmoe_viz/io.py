@@ -174,3 +174,12 @@ def dict_hash(obj: Any) -> str:
     """A short, stable hash of a JSON-serialisable object (configs, splits)."""
     text = json.dumps(obj, sort_keys=True, default=_json_default)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def array_digest(arr) -> str:
+    """A short hash of an array's content, dtype and shape (keys of derived caches)."""
+    import numpy as np
+    a = np.ascontiguousarray(np.asarray(arr))
+    h = hashlib.sha256(f"{a.dtype}{a.shape}".encode())
+    h.update(a.tobytes())
+    return h.hexdigest()[:16]

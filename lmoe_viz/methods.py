@@ -4,6 +4,7 @@
 method         loss                                                   PAPER.md
 =============  =====================================================  ================
 baseline       CE(f(x_in), y)                                         (2)-(3)
+ce             CE(f(x_in), y), fine-tuning (control: no outliers)     (2)-(3)
 oe             CE(f(x_in), y) + beta CE(f(x_out), u)                  (9)
 energy_oe      CE(f(x_in), y) + beta (E_in + E_out hinge terms)       MixOE's baseline
 mixoe          CE(f(x_in), y) + beta CE(f(x~), y~)                    (10)-(12)
@@ -184,7 +185,7 @@ def _mix_terms(cfg, k, y, z_in, z_mix, lam, z_mixed_input, z_out, n):
     return loss, terms
 
 
-OBJECTIVES = {"baseline": baseline, "oe": oe, "energy_oe": energy_oe, "mixoe": mixoe,
+OBJECTIVES = {"baseline": baseline, "ce": baseline, "oe": oe, "energy_oe": energy_oe, "mixoe": mixoe,
               "logit_mixoe": logit_mixoe}
 
 

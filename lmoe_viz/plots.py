@@ -342,5 +342,5 @@ def norm_distributions(norms, bins, alpha: float = 1.0, bn: str | None = None):
 
 
 def model_name(method: str) -> str:
-    return {"baseline": "Pretrained", "oe": "OE", "energy_oe": "Energy-OE"}.get(
+    return {"baseline": "Pretrained", "ce": "CE fine-tune", "oe": "OE", "energy_oe": "Energy-OE"}.get(
         method, METHOD_NAMES.get(method, method))

@@ -1,114 +1,163 @@
-"""``lmoe-viz study``: the paper's claims 1-5 tested with several seeds under one
-BatchNorm regime (claims.py analyses what it produces).
+"""``lmoe-viz study``: the paper's claims 1-5 tested under a pre-registered plan
+(claims.py analyses what it produces; power.py sizes it from a pilot).
 
-The study is a set of ordinary grid cells (experiments.Grid) in one ``runs/`` folder, so
-its runs are resumable, cached and named as every other run:
+The design. ``pretrained_models`` = P pretrained models (pretraining seeds 0..P-1) and
+``units`` unit = (pretrained model, fine-tuning seed) pairs: unit ``u`` fine-tunes
+pretrained model ``u mod P`` with seed ``u``, so seeds are nested in pretrained models.
+Every unit trains, all under one BatchNorm regime (``bn``, ``id-stats``) and one kind of
+outliers (``outliers``, ``matched``: no intensity shortcut, data/outliers.py):
 
-* the main grid: MixOE and Logit MixOE, without L_LC, with L_LC (eq. 15) and with each
-  adaptive L_LC (``lc_modes``), alpha in ``alphas``, ``seeds``, all under ``bn``
-  (``id-stats`` by default), plus OE under the same regime;
-* the BatchNorm artifact row: MixOE without and with L_LC under ``separate`` (MixOE's
-  default) at alpha 1, labelled by its regime;
-* the pretrained model, shared by every cell (seed 0).
+* core (claims 1, 2, 4 and the controls): the CE fine-tune (``ce``: same pretrained model,
+  same schedule, no outliers), OE, and MixOE and Logit MixOE without / with L_LC at
+  alpha 1: 6 runs;
+* extra, for the first ``extra_units`` units (claims 3 and 5): MixOE and Logit MixOE
+  without / with L_LC at every other alpha of ``alphas``, and with each adaptive L_LC
+  (``lc_modes``) at alpha 1: 14 runs with the default grid.
 
-Runs go in a priority order, so that a study stopped early holds the most informative
-complete subsets: alpha 1 first (the paper's default) with the fixed L_LC and without, for
-every seed; then the adaptive variants of Logit MixOE at alpha 1; then the references (OE,
-the ``separate`` MixOE rows); then alpha 0.3 and 3 without / with L_LC; then everything
-else. ``jobs`` > 1 trains that many runs at a time in separate processes, one thread
-each (on a 2-core machine, two one-thread runs do more work per minute than one two-thread
-run).
+Runs are ordinary grid cells (experiments.Grid), one ``runs/p<k>/`` folder per pretrained
+model, so they are resumable, cached and named as every other run. They train in priority
+order: every unit's core runs (unit 0 first), then the extra runs; a sitting stopped early
+holds complete units. ``jobs`` > 1 trains that many runs at a time, one thread each.
+``design.json`` records the design in the output and results folders; a folder of
+another design is refused.
 
-``evaluate`` writes one row per (finished run, protocol, score) to ``results.csv``, and
-the logit norms per run (claim 2) of the ID test images, the held-out classes (``ood``,
-near-OOD) and the far-OOD images of the ``paper`` protocol (``far``) to ``norms.csv``:
-mean, quantiles and a histogram on fixed bins.
+``evaluate`` writes, for every finished run, one row per (protocol, OOD set, score, metric
+convention) to ``results.csv``: ``holdout`` / ``heldout-classes`` (near-OOD) and ``far`` /
+each named far-OOD set (data/protocols.FAR_SETS, none a source of training outliers); the
+pixel-statistics references (pixelstats.py) as rows of method ``reference``; the logit
+norms of the ID test images and of each OOD set per run to ``norms.csv``; and the shortcut
+check (ID training images vs the training outliers, both kinds) to ``shortcut.csv``.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
+import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .claims import ADAPTIVE_MODES, MIN_UNITS, MIXING
 from .config import RunConfig
+from .errors import UserError
 from .experiments import PRETRAINED, Grid, _bn_label, model_label
 from .io import atomic_write_text
-from .losses import LC_MODES
 
 SCORES = ("msp", "maxlogit", "energy", "l2norm")
-PROTOCOLS = ("holdout", "paper")
 ARTIFACT_BN = "separate"
+#: the near-OOD set: the held-out classes' test images
+NEAR = ("holdout", "heldout-classes", "ood_test")
 
 
 @dataclasses.dataclass
 class Study:
     preset: str = "fashion-mnist"
     out: str = "out/study/fashion-mnist"
+    pretrained_models: int = 5
+    units: int | None = None          # core units (None: claims.MIN_UNITS of the preset)
+    extra_units: int | None = None    # units with the alpha grid and adaptive L_LC
     alphas: tuple = (0.3, 1.0, 3.0)
-    seeds: tuple = (0, 1, 2)
     bn: str = "id-stats"
-    methods: tuple = ("mixoe", "logit_mixoe")
-    lc_modes: tuple = LC_MODES
+    lc_modes: tuple = ADAPTIVE_MODES
+    outliers: str = "matched"
     pretrain_epochs: int | None = None
     finetune_epochs: int | None = None
     limit_batches: int | None = None
     data_root: str | None = None
     device: str = "auto"
 
+    def __post_init__(self):
+        mins = MIN_UNITS.get(self.preset, {"core": 10, "extra": 5})
+        if self.units is None:
+            self.units = mins["core"]
+        if self.extra_units is None:
+            self.extra_units = min(mins["extra"], self.units)
+
     @property
     def runs_dir(self) -> Path:
         return Path(self.out) / "runs"
 
-    def grid(self, bn: str | None = None) -> Grid:
-        return Grid(preset=self.preset, runs_dir=str(self.runs_dir), methods=tuple(self.methods),
-                    lcs=(False, True), alphas=tuple(self.alphas), seeds=tuple(self.seeds),
+    def model_of(self, unit: int) -> int:
+        return unit % self.pretrained_models
+
+    def grid(self, model: int = 0, bn: str | None = None) -> Grid:
+        return Grid(preset=self.preset, runs_dir=str(self.runs_dir / f"p{model}"), methods=MIXING,
+                    lcs=(False, True), alphas=tuple(self.alphas), seeds=(),
                     pretrain_epochs=self.pretrain_epochs, finetune_epochs=self.finetune_epochs,
                     data_root=self.data_root, device=self.device, limit_batches=self.limit_batches,
-                    bn=bn or self.bn, lc_modes=tuple(self.lc_modes))
+                    bn=bn or self.bn, lc_modes=("fixed",), outliers=self.outliers,
+                    pretrain_seed=model, channels_last=True)
 
-    def cells(self) -> list[RunConfig]:
-        """Every fine-tuning run of the study, in priority order (module doc)."""
-        g, art = self.grid(), self.grid(ARTIFACT_BN)
-        first = 1.0 if 1.0 in self.alphas else self.alphas[0]
-        others = [a for a in self.alphas if a != first]
-        core = lambda a, s: [g.finetune_config(m, s, lc, a)   # noqa: E731
-                             for m in self.methods for lc in (False, True)]
-        adaptive = lambda a, s, ms: [g.finetune_config(m, s, True, a, mode)   # noqa: E731
-                                     for m in ms for mode in self.lc_modes if mode != "fixed"]
-        tiers = [[c for s in self.seeds for c in core(first, s)],
-                 [c for s in self.seeds for c in adaptive(first, s, ("logit_mixoe",))],
-                 [c for s in self.seeds for c in [g.finetune_config("oe", s)]
-                  + [art.finetune_config("mixoe", s, lc, first) for lc in (False, True)]],
-                 [c for s in self.seeds for a in others for c in core(a, s)],
-                 [c for s in self.seeds for c in adaptive(first, s, ("mixoe",))],
-                 [c for s in self.seeds for a in others for c in adaptive(a, s, self.methods)]]
-        seen, out = set(), []
-        for cfg in (c for tier in tiers for c in tier if c.method in self.methods + ("oe",)):
-            name = self.run_dir(cfg).name
-            if name not in seen:
-                seen.add(name)
-                out.append(cfg)
-        return out
+    def design(self) -> dict:
+        """What the verdicts rest on; a results folder of another design is refused."""
+        return {"preset": self.preset, "pretrained_models": self.pretrained_models,
+                "units": self.units, "extra_units": self.extra_units,
+                "alphas": [float(a) for a in self.alphas], "lc_modes": list(self.lc_modes),
+                "bn": self.bn, "outliers": self.outliers, "pretrain_epochs": self.pretrain_epochs,
+                "finetune_epochs": self.finetune_epochs, "limit_batches": self.limit_batches}
+
+    def expected(self) -> dict:
+        """Units of each tier of the design (claims.primary_verdicts)."""
+        return {"core": self.units, "extra": self.extra_units}
+
+    def unit_cells(self, unit: int, tier: str) -> list[RunConfig]:
+        g, seed = self.grid(self.model_of(unit)), unit
+        if tier == "core":
+            return ([g.finetune_config("ce", seed), g.finetune_config("oe", seed)]
+                    + [g.finetune_config(m, seed, lc, 1.0) for m in MIXING for lc in (False, True)])
+        return ([g.finetune_config(m, seed, lc, a) for a in self.alphas if a != 1.0
+                 for m in MIXING for lc in (False, True)]
+                + [g.finetune_config(m, seed, True, 1.0, mode) for mode in self.lc_modes
+                   for m in MIXING])
+
+    def cells(self, units: int | None = None) -> list[RunConfig]:
+        """Every fine-tuning run, in priority order (module doc); with ``units`` only those
+        of the first ``units`` units (a pilot)."""
+        core = [c for u in range(self.units if units is None else min(units, self.units))
+                for c in self.unit_cells(u, "core")]
+        extra = [c for u in range(self.extra_units if units is None else min(units, self.extra_units))
+                 for c in self.unit_cells(u, "extra")]
+        return core + extra
+
+    def pretrain_dirs(self) -> list[tuple[RunConfig, Path]]:
+        return [(self.grid(p).pretrain_config(), self.runs_dir / f"p{p}" / PRETRAINED)
+                for p in range(min(self.pretrained_models, self.units))]
 
     def run_dir(self, cfg: RunConfig) -> Path:
-        return self.grid().run_dir(cfg)
+        model = int(Path(cfg.init).parent.parent.name[1:])
+        return self.grid(model).run_dir(cfg)
 
-    def pending(self) -> list[RunConfig]:
-        return [c for c in self.cells() if not _finished(self.run_dir(c))]
+    def pending(self, units: int | None = None) -> list[RunConfig]:
+        return [c for c in self.cells(units) if not _finished(self.run_dir(c))]
 
-    def run(self, jobs: int = 1, log=print, max_runs: int | None = None) -> dict:
-        """Train the pretrained model, then every unfinished cell (``jobs`` at a time;
-        the first ``max_runs`` of them in priority order when given)."""
-        from .train import train
+    def check_design(self, *folders) -> None:
+        """Refuse a folder that holds another design's ``design.json``; record ours."""
+        mine = self.design()
+        for folder in folders:
+            f = Path(folder) / "design.json"
+            if f.is_file():
+                theirs = json.loads(f.read_text())
+                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                if diff:
+                    raise UserError(f"{folder} holds a study of another design ({', '.join(f'{k}: {theirs.get(k)!r} here, {mine.get(k)!r} asked' for k in diff)}); "
+                                    "pass the same options, or another --out / --results")
+        for folder in folders:
+            atomic_write_text(Path(folder) / "design.json", json.dumps(mine, indent=1) + "\n")
+
+    def run(self, jobs: int = 1, log=print, max_runs: int | None = None,
+            units: int | None = None) -> dict:
+        """Train the pretrained models, then every unfinished cell (``jobs`` at a time; the
+        first ``max_runs`` in priority order when given; only the first ``units`` units'
+        cells when given)."""
         t0 = time.time()
-        train(self.grid().pretrain_config(), self.runs_dir / PRETRAINED, progress=False)
-        pending, total = self.pending(), len(self.cells())
+        pre = [(c.to_dict(), str(d)) for c, d in self.pretrain_dirs() if not _finished(d)]
+        for name, seconds, error in _train_all(pre, jobs):
+            log(f"{name} {'FAILED (' + error + ')' if error else 'in'} {seconds:.0f} s")
+        cells = self.cells(units)
+        pending = [c for c in cells if not _finished(self.run_dir(c))]
         todo = pending[:max_runs]
-        log(f"study {self.preset}: {total - len(pending)} of {total} runs finished, "
+        log(f"study {self.preset}: {len(cells) - len(pending)} of {len(cells)} runs finished, "
             f"{len(pending)} to train; training {len(todo)} now ({jobs} at a time)")
         done, failed = 0, []
         for name, seconds, error in _train_all([(c.to_dict(), str(self.run_dir(c))) for c in todo], jobs):
@@ -117,40 +166,96 @@ class Study:
                 failed.append(name)
             log(f"[{done}/{len(todo)}] {name} {'FAILED (' + error + ')' if error else 'in'} "
                 f"{seconds:.0f} s ({(time.time() - t0) / 60:.1f} min so far)")
-        return {"trained": done - len(failed), "failed": failed, "seconds": round(time.time() - t0, 1)}
+        finished = sum(_finished(self.run_dir(c)) for c in cells)
+        log(f"study {self.preset}: {finished} of {len(cells)} runs finished")
+        return {"trained": done - len(failed), "failed": failed, "finished": finished,
+                "planned": len(cells), "seconds": round(time.time() - t0, 1)}
 
-    def evaluate(self, results_dir, device: str = "cpu", recalibrate_bn: bool = False) -> dict:
-        """``results.csv`` (run x protocol x score) and ``norms.csv`` for finished runs.
-        One extraction per run (cached) of both protocols' parts, on data built once."""
+    def finished_runs(self) -> list[tuple[str, Path]]:
+        """(name, folder) of every finished run of the design, pretrained models first."""
+        out = [(f"p{p}/{PRETRAINED}", d) for p, (_, d) in enumerate(self.pretrain_dirs())]
+        out += [(f"p{self.model_of(c.seed)}/{self.run_dir(c).name}", self.run_dir(c))
+                for c in self.cells()]
+        return [(n, d) for n, d in out if _finished(d)]
+
+    def far_sets(self) -> list[str]:
+        """The preset's far-OOD sets that can be built here (fashion-8 needs Fashion-MNIST)."""
+        from .data.protocols import FAR_SETS, far_dataset
+        keep = []
+        for name in FAR_SETS.get(self.preset, ()):
+            try:
+                far_dataset(name, self.splits(), self.grid().pretrain_config().resolved())
+                keep.append(name)
+            except UserError:
+                pass
+        return keep
+
+    def evaluate(self, results_dir, device: str = "cpu") -> dict:
+        """results.csv, norms.csv and shortcut.csv (module doc) for the finished runs."""
+        from .data.protocols import far_part
         from .extract import extract
         results_dir = Path(results_dir)
+        far = self.far_sets()
+        sets = [NEAR] + [("far", s, far_part(s)) for s in far]
+        parts = ("id_test",) + tuple(p for _, _, p in sets)
         rows, norms = [], []
-        splits = functools.lru_cache(maxsize=1)(self.splits)     # built on the first cache miss
-        names = [PRETRAINED] + [self.run_dir(c).name for c in self.cells()]
-        for name in names:
-            run = self.runs_dir / name
-            if not _finished(run):
-                continue
-            logits, meta = extract(run / "checkpoint.pt", parts=EVAL_PARTS, data_root=self.data_root,
-                                   device=device, recalibrate_bn=recalibrate_bn, with_meta=True,
-                                   splits=splits)
-            rows += [_row(name, meta["config"], protocol, score, recalibrate_bn, logits)
-                     for protocol in PROTOCOLS for score in SCORES]
-            norms.append(_norm_row(name, meta["config"], logits))
-        suffix = "_recalibrated" if recalibrate_bn else ""
-        paths = {"results": results_dir / f"results{suffix}.csv",
-                 "norms": results_dir / f"norms{suffix}.csv"}
-        atomic_write_text(paths["results"], pd.DataFrame(rows).to_csv(index=False))
+        for name, run in self.finished_runs():
+            logits, meta = extract(run / "checkpoint.pt", parts=parts, data_root=self.data_root,
+                                   device=device, with_meta=True, splits=self.splits)
+            rows += [r for protocol, ood_set, part in sets
+                     for r in _rows(name, meta["config"], protocol, ood_set, logits["id_test"],
+                                    logits[part])]
+            norms.append(_norm_row(name, meta["config"], logits, sets))
+        rows += reference_rows(self.splits(), self.grid().pretrain_config().resolved(), sets)
+        paths = {"results": results_dir / "results.csv", "norms": results_dir / "norms.csv",
+                 "shortcut": results_dir / "shortcut.csv"}
+        table = pd.DataFrame(rows)
+        for col in ("seed", "pretrain_seed", "split"):      # integers, empty for the references
+            table[col] = table[col].astype("Int64")
+        atomic_write_text(paths["results"], table.to_csv(index=False))
         atomic_write_text(paths["norms"], pd.DataFrame(norms).to_csv(index=False))
+        atomic_write_text(paths["shortcut"], shortcut_check(self).to_csv(index=False))
         return {k: str(v) for k, v in paths.items()}
 
     def splits(self):
-        from .data import build_splits
-        return build_splits(self.grid().pretrain_config().resolved())
+        """The study's data, built once (every run shares preset, split and outliers)."""
+        if getattr(self, "_splits", None) is None:
+            from .data import build_splits
+            self._splits = build_splits(self.grid().pretrain_config().resolved())
+        return self._splits
 
 
-#: the parts both protocols read (data/protocols.py)
-EVAL_PARTS = ("id_test", "ood_test", "paper_id", "paper_ood")
+def shortcut_check(study: Study) -> pd.DataFrame:
+    """Can pixels alone tell ID training images from the training outliers? Each detector
+    of pixelstats.py, for the outliers of both kinds (``crops`` before, ``matched`` now)."""
+    from .data import build_splits
+    from .pixelstats import SHORTCUT_MAX, detector_aurocs, raw_images
+    rows = []
+    for kind in ("crops", "matched"):
+        cfg = dataclasses.replace(study.grid().pretrain_config(), outliers=kind).resolved()
+        sp = build_splits(cfg)
+        for det, auc in detector_aurocs(raw_images(sp.id_train, sp), raw_images(sp.aux, sp)).items():
+            rows.append({"preset": study.preset, "outliers": kind,
+                         "comparison": "ID train vs training outliers", "detector": det,
+                         "auroc": auc, "n_id": len(sp.id_train), "n_outliers": len(sp.aux),
+                         "passes": bool(auc <= SHORTCUT_MAX) if det != "small-cnn" else ""})
+    return pd.DataFrame(rows)
+
+
+def reference_rows(splits, cfg, sets) -> list[dict]:
+    """The pixel-statistics detectors against every OOD test set (method ``reference``)."""
+    from .data.protocols import part_dataset
+    from .pixelstats import detector_aurocs, raw_images
+    idt = raw_images(splits.id_test, splits)
+    rows = []
+    for protocol, ood_set, part in sets:
+        ood = raw_images(part_dataset(part, splits, cfg), splits)
+        for det, auc in detector_aurocs(idt, ood, ("pixel-stats", "background")).items():
+            rows.append({"run": f"reference:{det}", "method": "reference", "model": det,
+                         "protocol": protocol, "ood_set": ood_set, "score": det,
+                         "metric_convention": "ours", "auroc": auc, "n_id": len(idt),
+                         "n_ood": len(ood), "outliers": cfg.outliers})
+    return rows
 
 
 #: the models of the BatchNorm table, each trained under every regime
@@ -160,9 +265,9 @@ BN_TABLE_MODELS = (("oe", False), ("mixoe", False), ("mixoe", True), ("logit_mix
 
 def bn_table_cells(study: Study, alpha: float = 1.0, seed: int = 0) -> list[RunConfig]:
     """Each model of ``BN_TABLE_MODELS`` under each regime (alpha 1, seed 0 by default),
-    in the study's runs folder (the study's own runs are reused)."""
+    from the study's first pretrained model (the study's own runs are reused)."""
     from .batchnorm import BN_REGIMES
-    return [study.grid(bn).finetune_config(m, seed, lc, alpha)
+    return [study.grid(0, bn).finetune_config(m, seed, lc, alpha)
             for bn in BN_REGIMES for m, lc in BN_TABLE_MODELS]
 
 
@@ -173,29 +278,30 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
     recalibrated on ID training data (the diagnostic of how much is BatchNorm)."""
     from .experiments import to_markdown
     from .extract import extract
+    from .metrics import accuracy, metrics_by_convention
+    from .scores import msp
     from .train import train
-    train(study.grid().pretrain_config(), study.runs_dir / PRETRAINED, progress=False)
+    cfg0, dir0 = study.pretrain_dirs()[0]
+    train(cfg0, dir0, progress=False)
     cells = bn_table_cells(study, alpha, seed)
     todo = [c for c in cells if not _finished(study.run_dir(c))]
     for name, seconds, error in _train_all([(c.to_dict(), str(study.run_dir(c))) for c in todo], jobs):
         log(f"bn table: {name} {'FAILED (' + error + ')' if error else 'in'} {seconds:.0f} s")
     missing = [study.run_dir(c).name for c in cells if not _finished(study.run_dir(c))]
     if missing:
-        from .errors import UserError
         raise UserError(f"the BatchNorm table misses {len(missing)} run(s) ({', '.join(missing)}); "
                         "see the log above and rerun --bn-table")
     rows = []
-    splits = functools.lru_cache(maxsize=1)(study.splits)
     for cfg in cells:
         run = study.run_dir(cfg)
         row = {"model": model_label(cfg.method, cfg.lc), "bn": cfg.bn, "alpha": alpha, "seed": seed}
         for recal in (False, True):
-            logits, meta = extract(run / "checkpoint.pt", parts=EVAL_PARTS, data_root=study.data_root,
-                                   device=device, recalibrate_bn=recal, with_meta=True, splits=splits)
-            m = _row(run.name, meta["config"], "holdout", "msp", recal, logits)
+            lg = extract(run / "checkpoint.pt", parts=("id_test", "ood_test"), data_root=study.data_root,
+                         device=device, recalibrate_bn=recal, splits=study.splits)
+            m = metrics_by_convention(msp(lg["id_test"]["logits"]), msp(lg["ood_test"]["logits"]), "ours")
             tag = "_recal" if recal else ""
-            row.update({f"accuracy{tag}": m["accuracy"], f"auroc{tag}": m["auroc"],
-                        f"fpr95{tag}": m["fpr95"]})
+            row.update({f"accuracy{tag}": accuracy(lg["id_test"]["logits"], lg["id_test"]["labels"]),
+                        f"auroc{tag}": m["auroc"], f"fpr95{tag}": m["fpr95"]})
         rows.append(row)
     df = pd.DataFrame(rows)
     results_dir = Path(results_dir)
@@ -207,8 +313,8 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
         shown[f"AUROC % ({name})"] = (100 * df[f"auroc{tag}"]).map("{:.2f}".format)
         shown[f"FPR95 % ({name})"] = (100 * df[f"fpr95{tag}"]).map("{:.2f}".format)
     atomic_write_text(paths["bn_md"], f"Preset {study.preset}, alpha {alpha:g}, seed {seed}, "
-                      "holdout protocol, MSP; one seed: differences below about a point "
-                      "are within seed noise.\n\n" + to_markdown(shown))
+                      f"outliers {study.outliers}, holdout protocol, MSP; one seed: differences "
+                      "below about a point are within seed noise.\n\n" + to_markdown(shown))
     return {k: str(v) for k, v in paths.items()}
 
 
@@ -222,44 +328,61 @@ def _finished(run: Path) -> bool:
 
 
 def _describe(name: str, c: dict) -> dict:
-    mixing = c["method"] in ("mixoe", "logit_mixoe")
+    mixing = c["method"] in MIXING
     lc_mode = c.get("lc_mode", "fixed") if c["lc"] else ""
     return {"run": name, "method": c["method"], "lc": bool(c["lc"]), "lc_mode": lc_mode,
             "variant": ("lc-" + (lc_mode or "fixed")) if c["lc"] else "no-lc",
-            "bn": _bn_label(c), "alpha": c["alpha"] if mixing else np.nan,
-            "seed": c["seed"], "model": model_label(c["method"], c["lc"], c.get("lc_mode", "fixed"))}
+            "alpha": c["alpha"] if mixing else np.nan, "seed": c["seed"],
+            "pretrain_seed": _pretrain_seed(name, c), "split": c["split"], "bn": _bn_label(c),
+            "outliers": c.get("outliers", "crops"),
+            "model": model_label(c["method"], c["lc"], c.get("lc_mode", "fixed"))}
 
 
-def _row(name: str, config: dict, protocol: str, score: str, recalibrate_bn: bool,
-         logits: dict) -> dict:
-    """One results row: accuracy (%) on the protocol's ID part, OOD metrics of ``score``
-    (convention ``ours``), as evaluation.evaluate_checkpoint computes them."""
-    from .data.protocols import protocol_parts
+def _pretrain_seed(name: str, c: dict) -> int:
+    """The pretraining seed of a run: its own seed for a pretraining, else its folder's."""
+    return int(c["seed"]) if c["method"] == "baseline" else int(name.split("/")[0][1:])
+
+
+def _rows(name: str, config: dict, protocol: str, ood_set: str, idt: dict, ood: dict) -> list:
+    """The results rows of one run against one OOD set: every score in convention
+    ``ours``, and MSP in ``mixoe`` (MixOE's calculate_log, metrics.py) too."""
     from .metrics import accuracy, metrics_by_convention
     from .scores import score as score_fn
-    id_part, ood_part = protocol_parts(protocol)
-    idt, ood = logits[id_part], logits[ood_part]
-    m = metrics_by_convention(score_fn(score, idt["logits"]), score_fn(score, ood["logits"]), "ours")
-    return {**_describe(name, config), "protocol": protocol, "score": score,
-            "recalibrate_bn": recalibrate_bn, "accuracy": accuracy(idt["logits"], idt["labels"]),
-            "auroc": m["auroc"], "fpr95": m["fpr95"], "n_id": int(len(idt["labels"])),
+    base = {**_describe(name, config), "protocol": protocol, "ood_set": ood_set,
+            "accuracy": accuracy(idt["logits"], idt["labels"]), "n_id": int(len(idt["labels"])),
             "n_ood": int(len(ood["labels"]))}
+    rows = []
+    for score, convention in [(s, "ours") for s in SCORES] + [("msp", "mixoe")]:
+        m = metrics_by_convention(score_fn(score, idt["logits"]), score_fn(score, ood["logits"]),
+                                  convention)
+        rows.append({**base, "score": score, "metric_convention": convention,
+                     "auroc": m["auroc"], "fpr95": m["fpr95"]})
+    return rows
 
 
 #: quantiles of the logit norm stored per run and part (claim 2, figures)
 NORM_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+#: the OOD parts whose norm histograms are stored (figures): near, and far photographs
+HIST_PARTS = ("id", "ood", "far_photos_heldout")
 
 
-def _norm_row(name: str, config: dict, logits: dict) -> dict:
+def _norm_row(name: str, config: dict, logits: dict, sets) -> dict:
+    """Mean, quantiles (and for HIST_PARTS a histogram on NORM_BINS) of ||z|| of the ID
+    test images (``id``), the held-out classes (``ood``) and each far-OOD set
+    (``far_<set>``, dashes as underscores)."""
     row = _describe(name, config)
-    for part, key in (("id_test", "id"), ("ood_test", "ood"), ("paper_ood", "far")):
+    keyed = [("id_test", "id")] + [(part, "ood" if protocol == "holdout" else
+                                    "far_" + ood_set.replace("-", "_"))
+                                   for protocol, ood_set, part in sets]
+    for part, key in keyed:
         n = np.linalg.norm(logits[part]["logits"].astype(np.float64), axis=1)
         row[f"{key}_norm_mean"] = float(n.mean())
         for q in NORM_QUANTILES:
             row[f"{key}_norm_q{int(q * 100):02d}"] = float(np.quantile(n, q))
-        clipped = np.clip(n, NORM_BINS[0], NORM_BINS[-1])
-        row[f"{key}_norm_hist"] = " ".join(str(int(v)) for v in
-                                           np.histogram(clipped, bins=NORM_BINS)[0])
+        if key in HIST_PARTS:
+            clipped = np.clip(n, NORM_BINS[0], NORM_BINS[-1])
+            row[f"{key}_norm_hist"] = " ".join(str(int(v)) for v in
+                                               np.histogram(clipped, bins=NORM_BINS)[0])
     return row
 
 
@@ -282,7 +405,7 @@ def _train_one(cfg_dict: dict, out_dir: str, threads: int) -> tuple[str, float, 
         error = None
     except Exception as exc:  # noqa: BLE001 - reported per run, the study goes on
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-    return Path(out_dir).name, time.time() - t0, error
+    return f"{Path(out_dir).parent.name}/{Path(out_dir).name}", time.time() - t0, error
 
 
 def _train_all(tasks: list, jobs: int):
@@ -300,17 +423,23 @@ def _train_all(tasks: list, jobs: int):
 
 
 def add_parser(sub) -> None:
-    from .batchnorm import BN_REGIMES
-    p = sub.add_parser("study", help="the paper's claims tested with seeds (claims.py verdicts)")
+    p = sub.add_parser("study", help="the paper's claims under a pre-registered plan (claims.py)")
     p.add_argument("--preset", default="fashion-mnist")
     p.add_argument("--out", required=True, help="study folder (runs/ inside)")
     p.add_argument("--results", default=None,
-                   help="where results.csv, norms.csv and claims.csv go (default OUT/results)")
+                   help="where results.csv, norms.csv, claims_verdicts.csv go (default OUT/results)")
+    p.add_argument("--pretrained-models", type=int, default=5,
+                   help="pretrained models (pretraining seeds 0..P-1); units are nested in them")
+    p.add_argument("--units", type=int, default=None,
+                   help="units (pretrained model, fine-tuning seed) for claims 1, 2, 4 and the "
+                        "controls (default: the preset's minimum, claims.MIN_UNITS)")
+    p.add_argument("--extra-units", type=int, default=None,
+                   help="units that also train the alpha grid and the adaptive L_LC (claims 3, 5)")
     p.add_argument("--alphas", nargs="+", type=float, default=[0.3, 1.0, 3.0])
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--bn", default="id-stats", choices=BN_REGIMES,
-                   help="the one BatchNorm regime of every row (MixOE under separate is added)")
-    p.add_argument("--lc-modes", nargs="+", default=list(LC_MODES), choices=LC_MODES)
+    p.add_argument("--bn", default="id-stats", help="the one BatchNorm regime of every row")
+    p.add_argument("--lc-modes", nargs="+", default=list(ADAPTIVE_MODES),
+                   help="the adaptive L_LC modes of claim 5 (losses.py)")
+    p.add_argument("--outliers", default="matched", help="matched (default) or crops")
     p.add_argument("--pretrain-epochs", type=int, default=None)
     p.add_argument("--finetune-epochs", type=int, default=None)
     p.add_argument("--limit-batches", type=int, default=None)
@@ -319,6 +448,9 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=int, default=1, help="runs trained at a time (one thread each)")
     p.add_argument("--max-runs", type=int, default=None,
                    help="train at most this many pending runs (in priority order), then evaluate")
+    p.add_argument("--pilot", type=int, default=None, metavar="K",
+                   help="train only the first K units' runs, then write the power analysis "
+                        "(power.csv / power.md) beside the results")
     p.add_argument("--evaluate-only", action="store_true",
                    help="train nothing; evaluate the finished runs and write the verdicts")
     p.add_argument("--bn-table", action="store_true",
@@ -327,26 +459,80 @@ def add_parser(sub) -> None:
     p.set_defaults(func=cmd_study)
 
 
-def cmd_study(args) -> int:
-    from .errors import UserError
-    if "fixed" not in args.lc_modes:
-        raise UserError("--lc-modes must include fixed (eq. 15), the reference of claim 5")
+def check_args(args) -> None:
+    """Every bad value of ``lmoe-viz study`` as one line, before anything trains."""
+    from .batchnorm import BN_REGIMES
+    from .config import OUTLIERS
+    from .data.presets import PRESETS
+    from .losses import LC_MODES
+    if args.preset not in PRESETS or PRESETS[args.preset].arch != "small":
+        embedded = [n for n, p in PRESETS.items() if p.arch == "small"]
+        raise UserError(f"the study runs on the embedded presets ({', '.join(embedded)}), "
+                        f"not {args.preset!r}: pass --preset fashion-mnist or digits")
+    bad = [a for a in args.alphas if not a > 0]
+    if bad:
+        raise UserError(f"--alphas must be > 0 (lambda ~ Beta(alpha, alpha)), got {bad[0]:g}; "
+                        "pass e.g. --alphas 0.3 1 3")
+    if 1.0 not in args.alphas:
+        raise UserError(f"--alphas {' '.join(f'{a:g}' for a in args.alphas)} lacks 1, the alpha "
+                        "of claims 1, 2, 4 and 5: add 1")
+    unknown = [m for m in args.lc_modes if m not in LC_MODES or m == "fixed"]
+    if unknown:
+        raise UserError(f"unknown adaptive L_LC mode {unknown[0]!r}; choose among "
+                        f"{', '.join(m for m in LC_MODES if m != 'fixed')}")
+    if args.bn not in BN_REGIMES:
+        raise UserError(f"unknown --bn {args.bn!r}; choose one of {', '.join(BN_REGIMES)}")
+    if args.outliers not in OUTLIERS:
+        raise UserError(f"unknown --outliers {args.outliers!r}; choose one of {', '.join(OUTLIERS)}")
+    for name in ("pretrained_models", "units", "extra_units"):
+        v = getattr(args, name)
+        if v is not None and v < 2:
+            raise UserError(f"--{name.replace('_', '-')} {v}: a test needs at least 2 pretrained "
+                            "models and 2 units (its interval needs df >= 1); pass 2 or more")
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    study = Study(preset=args.preset, out=args.out, alphas=tuple(args.alphas),
-                  seeds=tuple(args.seeds), bn=args.bn, lc_modes=tuple(args.lc_modes),
+    if args.pilot is not None and args.pilot < 2:
+        raise UserError(f"--pilot {args.pilot}: a power analysis needs at least 2 units; pass 2 or more")
+
+
+def cmd_study(args) -> int:
+    check_args(args)
+    study = Study(preset=args.preset, out=args.out, pretrained_models=args.pretrained_models,
+                  units=args.units, extra_units=args.extra_units, alphas=tuple(args.alphas),
+                  bn=args.bn, lc_modes=tuple(args.lc_modes), outliers=args.outliers,
                   pretrain_epochs=args.pretrain_epochs, finetune_epochs=args.finetune_epochs,
                   limit_batches=args.limit_batches, data_root=args.data_root, device=args.device)
+    if study.extra_units > study.units:
+        raise UserError(f"--extra-units {study.extra_units} exceeds --units {study.units}: the "
+                        "extra runs are those of the first units; lower it")
     for cfg in study.cells():            # every cell valid before anything trains
         cfg.resolved()
+    study.splits()                       # the data is there (one line if not) before training
     results = Path(args.results or Path(args.out) / "results")
+    study.check_design(args.out, results)
     if args.bn_table:
         print(f"study: {bn_table(study, results, jobs=args.jobs)}")
         return 0
     if not args.evaluate_only:
-        print(study.run(jobs=args.jobs, log=lambda s: print(s, flush=True), max_runs=args.max_runs))
+        print(study.run(jobs=args.jobs, log=lambda s: print(s, flush=True), max_runs=args.max_runs,
+                        units=args.pilot))
     from .claims import write_claims
     paths = study.evaluate(results)
-    paths.update(write_claims(results))
+    paths.update(write_claims(results, study.alphas, study.expected(), study.preset))
+    if args.pilot is not None:
+        paths.update(write_power(study, results))
     print(f"study: {paths}")
     return 0
+
+
+def write_power(study: Study, results_dir) -> dict:
+    """power.csv / power.md from the finished runs (a pilot)."""
+    from .power import power_analysis, power_markdown
+    results_dir = Path(results_dir)
+    df = power_analysis(pd.read_csv(results_dir / "results.csv"), pd.read_csv(results_dir / "norms.csv"),
+                        study.alphas, study.preset,
+                        units_per_model=max(1, study.units // study.pretrained_models))
+    paths = {"power_csv": results_dir / "power.csv", "power_md": results_dir / "power.md"}
+    atomic_write_text(paths["power_csv"], df.to_csv(index=False))
+    atomic_write_text(paths["power_md"], power_markdown(df))
+    return {k: str(v) for k, v in paths.items()}

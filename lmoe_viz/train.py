@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import RunConfig
+from .config import ID_ONLY_METHODS, RunConfig
 from .errors import TrainingError, UserError
 from .extract import predict_all
 from .io import atomic_write_json, check_can_create, dict_hash, file_sha256, read_json
@@ -171,8 +171,9 @@ def _initial_model(cfg, splits, device):
         weights = weights_record(cfg.weights)      # fetches ImageNet's file if not cached
         load_initial_weights(model, weights)
     model.to(device)
-    if device.type == "cuda":
+    if _channels_last(cfg, device):
         model = model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return model, spec, weights
 
@@ -185,7 +186,7 @@ def _loaders(cfg, splits, device, rank, world):
     id_loader = stream_loader(splits.id_train, cfg.batch_size, cfg.seed, rank, world,
                               cfg.num_workers, pin, stream=0,
                               drop_last=n_id // world > cfg.batch_size)
-    if cfg.method == "baseline":
+    if cfg.method in ID_ONLY_METHODS:
         return id_loader, None
     batch = cfg.batch_size * cfg.aux_ratio
     if len(splits.aux) < batch * world:
@@ -258,16 +259,17 @@ def _train_epoch(run: Run, state: dict, epoch: int, progress: bool) -> dict:
     sums: dict = {}
     lams: list = []
     watch = NonFiniteWatch(device)
+    cl = _channels_last(cfg, device)
     run.net.train()
     bar = _bar(progress and run.rank == 0, run.steps_per_epoch,
                f"{cfg.method} epoch {epoch + 1}/{cfg.epochs}")
     for i, (x, y, _) in enumerate(run.id_loader):
         if i >= run.steps_per_epoch:
             break
-        x, y = _to(x, device), y.to(device, non_blocking=True)
+        x, y = _to(x, device, cl), y.to(device, non_blocking=True)
         x_out, lam, box = None, 1.0, None
         if aux_iter is not None:
-            x_out = _to(next(aux_iter)[0], device)
+            x_out = _to(next(aux_iter)[0], device, cl)
             if cfg.method in ("mixoe", "logit_mixoe"):
                 lam, box = draw_mix(mix_rng, cfg.alpha, cfg.mix_op, h, w)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -301,9 +303,15 @@ def _train_epoch(run: Run, state: dict, epoch: int, progress: bool) -> dict:
     return out
 
 
-def _to(x, device):
+def _channels_last(cfg, device) -> bool:
+    """channels_last on CUDA always, on the CPU with ``cfg.channels_last`` (1.3x faster steps
+    of the small network on one thread, measured on an Intel Xeon with AVX-512)."""
+    return device.type == "cuda" or bool(cfg.channels_last)
+
+
+def _to(x, device, channels_last: bool):
     x = x.to(device, non_blocking=True)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _bar(enabled: bool, total: int, desc: str):
@@ -470,7 +478,7 @@ def _existing_run(ckpt_path: Path, cfg: RunConfig, run_hash: str, overwrite: boo
 def _config_difference(there: dict, here: dict) -> str:
     diff = [f"{k} {there.get(k)!r} there, {here.get(k)!r} here" for k in sorted(here)
             if there.get(k) != here.get(k) and k not in ("device", "num_workers", "data_root",
-                                                         "compile", "eval_every")]
+                                                         "compile", "channels_last", "eval_every")]
     return "; ".join(diff[:3]) if diff else "its initial weights differ"
 
 

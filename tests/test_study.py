@@ -1,31 +1,51 @@
-"""The claims study (study.py): its grid, priority order, resumability and outputs."""
+"""The claims study (study.py): its nested design, priority order, resumability, outputs and
+bad inputs; the outliers without a shortcut and the far-OOD sets it relies on."""
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
+from lmoe_viz import pixelstats
 from lmoe_viz.cli import main
+from lmoe_viz.config import RunConfig
+from lmoe_viz.data import build_splits
+from lmoe_viz.data import outliers as O
+from lmoe_viz.data.protocols import FAR_SETS, far_part, part_dataset
+from lmoe_viz.errors import UserError
 from lmoe_viz.experiments import cell_name
-from lmoe_viz.study import SCORES, Study, bn_table_cells
+from lmoe_viz.study import Study, bn_table_cells
 
 
-def test_cell_names_carry_lc_mode_and_regime():
+def test_cell_names_carry_lc_mode_regime_and_the_ce_control():
     assert cell_name("mixoe", True, 1.0, 0) == "mixoe_lc_a1_s0"          # runs made before --bn
     assert cell_name("logit_mixoe", True, 0.3, 2, "stop-id", "id-stats") == \
         "logit_mixoe_lc-stop-id_a0.3_s2_bn-id-stats"
-    assert cell_name("oe", False, 1.0, 1, bn="separate") == "oe_s1_bn-separate"
+    assert cell_name("ce", False, 1.0, 3, bn="id-stats") == "ce_s3_bn-id-stats"   # not "pretrained"
 
 
-def test_study_grid_is_complete_unique_and_in_priority_order():
-    s = Study()
+def test_design_is_nested_complete_unique_and_in_priority_order():
+    s = Study(preset="fashion-mnist")
+    assert (s.units, s.extra_units, s.pretrained_models) == (10, 5, 5)
     cells = s.cells()
-    names = [s.run_dir(c).name for c in cells]
-    assert len(names) == len(set(names)) == 2 * 5 * 3 * 3 + 3 + 2 * 3   # grid + OE + separate MixOE
-    assert {c.bn for c in cells} == {"id-stats", "separate"}
-    assert {c.method for c in cells if c.bn == "separate"} == {"mixoe"}
-    # alpha 1 without / with L_LC for every seed first: claims 1, 2, 4 before anything else
-    first = cells[:12]
-    assert {(c.alpha, c.lc_mode) for c in first} == {(1.0, "fixed")} and {c.seed for c in first} == {0, 1, 2}
-    assert names.index("logit_mixoe_lc-norm_a1_s2_bn-id-stats") < names.index("mixoe_a0.3_s0_bn-id-stats")
-    assert names.index("oe_s0_bn-id-stats") < names.index("mixoe_lc-norm_a3_s2_bn-id-stats")
+    dirs = [s.run_dir(c) for c in cells]
+    assert len(set(dirs)) == len(dirs) == 10 * 6 + 5 * (2 * 2 * 2 + 2 * 3)
+    # unit u fine-tunes pretrained model u mod 5 with seed u: seeds nested in models
+    for c, d in zip(cells, dirs):
+        assert d.parent.name == f"p{c.seed % 5}" and c.init == str(d.parent / "pretrained" / "checkpoint.pt")
+    assert {c.bn for c in cells} == {"id-stats"} and {c.outliers for c in cells} == {"matched"}
+    # every unit's core runs (claims 1, 2, 4, controls) first, unit 0 first
+    core = cells[:60]
+    assert [c.seed for c in core[:6]] == [0] * 6
+    assert {(c.method, c.lc, c.alpha) for c in core if c.method in ("mixoe", "logit_mixoe")} == \
+        {(m, lc, 1.0) for m in ("mixoe", "logit_mixoe") for lc in (False, True)}
+    assert {c.method for c in core} == {"ce", "oe", "mixoe", "logit_mixoe"}
+    assert {c.seed for c in cells[60:]} == set(range(5))
+    # the pretrained models differ by their seed
+    pre = [c for c, _ in s.pretrain_dirs()]
+    assert [c.seed for c in pre] == list(range(5)) and {c.method for c in pre} == {"baseline"}
+    assert len(s.cells(units=2)) == 2 * 6 + 2 * 14
 
 
 def test_bn_table_covers_every_model_under_every_regime():
@@ -36,28 +56,126 @@ def test_bn_table_covers_every_model_under_every_regime():
         for bn in ("separate", "joint", "id-stats")}
 
 
+def test_matched_outliers_hold_an_id_images_pixels_and_no_intensity_shortcut():
+    s = build_splits(RunConfig(preset="digits", outliers="matched").resolved())
+    ids = pixelstats.raw_images(s.id_train, s)
+    aux = pixelstats.raw_images(s.aux, s)
+    pool = {tuple(np.sort(np.round(x.ravel(), 5))) for x in ids}
+    assert all(tuple(np.sort(np.round(a.ravel(), 5))) in pool for a in aux[:50])
+    assert pixelstats.pixel_stats_auroc(ids, aux) <= pixelstats.SHORTCUT_MAX
+    crops = build_splits(RunConfig(preset="digits").resolved())
+    assert pixelstats.pixel_stats_auroc(ids, pixelstats.raw_images(crops.aux, crops)) > 0.99
+    assert set(O.HELDOUT_PHOTOS).isdisjoint(O.TRAIN_PHOTOS)
+    assert set(O.HELDOUT_PHOTOS) | set(O.TRAIN_PHOTOS) == set(O.named_photos())
+
+
+def test_pixel_features_by_hand():
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0, 0, 0] = 1.0
+    x[0, 0, 1, 1] = 0.5
+    f = pixelstats.pixel_features(x)[0]
+    assert f[0] == 0.5 and f[8] == 0.25 and f[15] == 0.25           # bins [0, 1/16), [.5, ..), [15/16, 1]
+    assert f[16] == pytest.approx(0.375) and f[17] == pytest.approx(np.std([1, 0.5, 0, 0]))
+    assert f[18] == 0.5
+
+
+def test_far_ood_sets_are_named_and_none_is_trained_on():
+    cfg = RunConfig(preset="digits", outliers="matched").resolved()
+    s = build_splits(cfg)
+    photos = part_dataset(far_part("photos-heldout"), s, cfg)
+    assert len(photos) == len(s.id_test)
+    # the held-out photographs' crops, never a training texture: each from HELDOUT_PHOTOS
+    ref = O.photo_crops(len(photos), 8, 1, seed=1_000_003 + cfg.split, photos=O.HELDOUT_PHOTOS)
+    assert torch.allclose(photos.images, (ref - s.info["pixel_norm"][0]) / s.info["pixel_norm"][1])
+    with pytest.raises(UserError, match="pass --outliers matched"):
+        plain = RunConfig(preset="digits").resolved()
+        part_dataset(far_part("photos-heldout"), build_splits(plain), plain)
+    with pytest.raises(UserError, match="unknown far-OOD set"):
+        part_dataset(far_part("svhn"), s, cfg)
+    assert FAR_SETS["fashion-mnist"] == ("photos-heldout", "digits-28")
+
+
+def test_digits_28_is_scikit_learns_digits_at_28_px(fashion_dir):
+    cfg = RunConfig(preset="fashion-mnist", data_root=str(fashion_dir), outliers="matched").resolved()
+    s = build_splits(cfg)
+    ds = part_dataset(far_part("digits-28"), s, cfg)
+    raw = pixelstats.raw_images(ds, s)
+    assert raw.shape[1:] == (1, 28, 28) and len(ds) == min(len(s.id_test), 1797)
+    assert pixelstats.background_fraction(raw).mean() > 0.3             # white on black
+
+
+def test_ce_fine_tune_uses_no_outliers_and_keeps_its_own_name(tmp_path, digits_pretrained):
+    from lmoe_viz.train import train
+    train(RunConfig(preset="digits", method="ce", epochs=1, init=str(digits_pretrained),
+                    device="cpu", outliers="matched"), tmp_path / "ce", progress=False)
+    m = json.loads((tmp_path / "ce" / "metrics.json").read_text())
+    assert m["finished"] and m["config"]["method"] == "ce"
+    assert set(m["history"][0]) >= {"train_loss", "train_ce_id"} and not any(
+        "oe" in k or "lc" in k or "mix" in k for k in m["history"][0])
+    assert RunConfig(preset="digits", method="ce").identity() != RunConfig(preset="digits").identity()
+    # outliers do not enter the identity of runs that use none
+    assert RunConfig(preset="digits", method="ce", outliers="matched").identity() == \
+        RunConfig(preset="digits", method="ce").identity()
+    assert RunConfig(preset="digits", method="oe", outliers="matched").identity() != \
+        RunConfig(preset="digits", method="oe").identity()
+
+
 @pytest.mark.slow
-def test_study_cli_trains_evaluates_and_resumes(tmp_path, capsys):
-    args = ["study", "--preset", "digits", "--out", str(tmp_path), "--alphas", "1", "--seeds", "0", "1",
-            "--lc-modes", "fixed", "norm", "--pretrain-epochs", "1", "--finetune-epochs", "1",
-            "--limit-batches", "2", "--max-runs", "6"]
-    assert main(args) == 0
+def test_study_cli_trains_evaluates_resumes_and_refuses_another_design(tmp_path, capsys):
+    args = ["study", "--preset", "digits", "--out", str(tmp_path), "--pretrained-models", "2",
+            "--units", "2", "--extra-units", "2", "--alphas", "1", "3", "--lc-modes", "norm",
+            "--pretrain-epochs", "1", "--finetune-epochs", "1", "--limit-batches", "2"]
+    assert main(args + ["--max-runs", "5"]) == 0
     out = capsys.readouterr().out
-    assert "0 of 18 runs finished, 18 to train; training 6 now" in out and "'trained': 6" in out
+    assert "0 of 24 runs finished, 24 to train; training 5 now" in out and "'trained': 5" in out
+    assert "study digits: 5 of 24 runs finished" in out
     res = pd.read_csv(tmp_path / "results" / "results.csv")
-    # pretrained + 6 runs, each under 2 protocols x 4 scores
-    assert res["run"].nunique() == 7 and len(res) == 7 * 2 * len(SCORES)
-    assert set(res["protocol"]) == {"holdout", "paper"} and set(res["bn"]) >= {"id-stats"}
-    norms = pd.read_csv(tmp_path / "results" / "norms.csv")
-    assert {"id_norm_mean", "ood_norm_mean", "far_norm_mean"} <= set(norms.columns)
-    verdicts = pd.read_csv(tmp_path / "results" / "claims_verdicts.csv")
-    assert set(verdicts["claim"].astype(str)) >= {"1a", "1b", "2", "4"}
-    assert (tmp_path / "results" / "claims.md").read_text().count("| 1a |") == 1
-    # resumable: a second call finds the 6 runs finished and trains the next 1 only
-    assert main(args[:-1] + ["1"]) == 0
-    assert "6 of 18 runs finished, 12 to train; training 1 now" in capsys.readouterr().out
+    trained = res[res.method != "reference"]
+    assert trained["run"].nunique() == 2 + 5             # 2 pretrained models + 5 runs
+    assert set(zip(trained.protocol, trained.ood_set)) == {
+        ("holdout", "heldout-classes"), ("far", "photos-heldout")} | (
+        {("far", "fashion-8")} if "fashion-8" in set(res.ood_set) else set())
+    need = {"run", "method", "lc", "lc_mode", "alpha", "seed", "pretrain_seed", "split", "bn",
+            "protocol", "ood_set", "score", "metric_convention", "accuracy", "auroc", "fpr95"}
+    assert need <= set(res.columns)
+    refs = res[res.method == "reference"]
+    assert set(refs.score) == {"pixel-stats", "background"} and set(refs.ood_set) == set(trained.ood_set)
+    v = pd.read_csv(tmp_path / "results" / "claims_verdicts.csv")
+    prim = v[v.primary]
+    assert len(prim) == 7 and set(prim.verdict) == {"not run yet"}     # the pre-registered family
+    sc = pd.read_csv(tmp_path / "results" / "shortcut.csv")
+    assert set(sc.outliers) == {"crops", "matched"}
+    # resumable: the next call finds 5 finished and trains 1 more
+    assert main(args + ["--max-runs", "1"]) == 0
+    assert "5 of 24 runs finished, 19 to train; training 1 now" in capsys.readouterr().out
+    # another design in the same folders: one line, exit 2, design.json kept
+    before = (tmp_path / "design.json").read_text()
+    assert main([a if a != "3" else "2" for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "another design" in err and "alphas" in err
+    assert (tmp_path / "design.json").read_text() == before
+    assert json.loads(before)["units"] == 2
 
 
-def test_study_refuses_a_grid_without_the_fixed_lc(tmp_path, capsys):
-    assert main(["study", "--out", str(tmp_path), "--lc-modes", "norm"]) == 2
-    assert "--lc-modes must include fixed" in capsys.readouterr().err
+@pytest.mark.parametrize("extra,msg", [
+    (["--alphas", "0", "1"], "--alphas must be > 0"),
+    (["--alphas", "0.3", "3"], "lacks 1"),
+    (["--lc-modes", "sideways"], "unknown adaptive L_LC mode 'sideways'"),
+    (["--units", "1"], "--units 1: a test needs at least 2"),
+    (["--pretrained-models", "1"], "--pretrained-models 1"),
+    (["--preset", "bird"], "the study runs on the embedded presets"),
+    (["--extra-units", "25"], "--extra-units 25 exceeds --units 20")])
+def test_study_bad_input_is_one_line_and_trains_nothing(tmp_path, capsys, extra, msg):
+    assert main(["study", "--preset", "digits", "--out", str(tmp_path / "s"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+
+
+def test_study_without_its_data_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("lmoe_viz.data.fashion.DEBIAN_DIR", tmp_path / "none")
+    assert main(["study", "--preset", "fashion-mnist", "--out", str(tmp_path / "s"),
+                 "--data-root", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Fashion-MNIST not found" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s").exists()

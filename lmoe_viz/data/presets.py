@@ -17,7 +17,7 @@ import torch
 
 from ..errors import UserError
 from . import fashion
-from .outliers import photo_crops
+from .outliers import HELDOUT_PHOTOS, matched_outliers, photo_crops
 from .finegrained import build_paper_splits
 from .splits import Splits, check_disjoint, holdout_split, id_label_map
 from .tensors import TensorImages
@@ -54,8 +54,10 @@ PAPER_FINETUNE = {"epochs": 10, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e
 
 
 def _tensor_splits(x_tr, y_tr, x_te, y_te, num_id, num_ood, split, seed_aux, image_size,
-                   channels, augment, aux_count, info) -> Splits:
-    """Hold-out split of an in-memory labelled dataset plus photo-crop outliers."""
+                   channels, augment, aux_count, info, outliers="crops", far_sets=None) -> Splits:
+    """Hold-out split of an in-memory labelled dataset plus photo outliers of kind
+    ``outliers`` (data/outliers.py), and the named far-OOD sets (``far_sets``: name ->
+    n -> images in [0, 1], besides ``photos-heldout``)."""
     id_cls = holdout_split(num_id, num_ood, split)
     ood_cls = np.array([c for c in range(num_id + num_ood) if c not in set(id_cls.tolist())])
     check_disjoint(id_cls, ood_cls)
@@ -72,11 +74,22 @@ def _tensor_splits(x_tr, y_tr, x_te, y_te, num_id, num_ood, split, seed_aux, ima
     ids_tr, ids_te = torch.arange(len(y_tr)), torch.arange(len(y_te))
     mean, std = _norm(x_tr[tr])
     norm = lambda t: (t - mean) / std  # noqa: E731
-    aux = photo_crops(aux_count, image_size, channels, seed=seed_aux)
+    aux = (matched_outliers(aux_count, x_tr[tr], seed=seed_aux) if outliers == "matched"
+           else photo_crops(aux_count, image_size, channels, seed=seed_aux))
 
     def far_ood(n: int) -> TensorImages:
         crops = photo_crops(n, image_size, channels, seed=FAR_OOD_SEED + seed_aux)
         return TensorImages(norm(crops), torch.full((n,), -1), torch.arange(n))
+
+    def named(make):
+        def build() -> TensorImages:
+            x = make(int(te_id.sum()))
+            return TensorImages(norm(x), torch.full((len(x),), -1), torch.arange(len(x)))
+        return build
+    sets = {"photos-heldout": lambda n: photo_crops(n, image_size, channels,
+                                                    seed=FAR_OOD_SEED + seed_aux,
+                                                    photos=HELDOUT_PHOTOS)}
+    sets.update(far_sets or {})
     return Splits(
         id_train=TensorImages(norm(x_tr[tr]), lut[y_tr[tr]], ids_tr[tr], augment=augment),
         id_test=TensorImages(norm(x_te[te_id]), lut[y_te[te_id]], ids_te[te_id]),
@@ -84,7 +97,8 @@ def _tensor_splits(x_tr, y_tr, x_te, y_te, num_id, num_ood, split, seed_aux, ima
                               ids_te[te_ood]),
         aux=TensorImages(norm(aux), torch.full((aux_count,), -1), torch.arange(aux_count),
                          augment=augment),
-        id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(), info=info, far_ood=far_ood)
+        id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(), info={**info, "outliers": outliers, "pixel_norm": [mean, std]},
+        far_ood=far_ood, ood_sets={k: named(v) for k, v in sets.items()})
 
 
 def _norm(x: torch.Tensor):
@@ -110,7 +124,9 @@ def build_digits(cfg) -> Splits:
                           seed_aux=cfg.split, image_size=8, channels=1, augment="shift",
                           aux_count=3 * len(y_tr),
                           info={"source": "sklearn.datasets.load_digits (embedded)",
-                                "aux_source": "crops of photos bundled with scikit-image/scikit-learn"})
+                                "aux_source": "photos bundled with scikit-image/scikit-learn"},
+                          outliers=cfg.outliers,
+                          far_sets={"fashion-8": lambda n: _fashion_resized(cfg.data_root, 8, n)})
 
 
 def build_fashion(cfg) -> Splits:
@@ -120,7 +136,35 @@ def build_fashion(cfg) -> Splits:
                           seed_aux=cfg.split, image_size=28, channels=1,
                           augment="shift_flip", aux_count=36000,
                           info={"source": where,
-                                "aux_source": "crops of photos bundled with scikit-image/scikit-learn"})
+                                "aux_source": "photos bundled with scikit-image/scikit-learn"},
+                          outliers=cfg.outliers,
+                          far_sets={"digits-28": lambda n: _digits_resized(28, n)})
+
+
+#: seed of the seeded samples of the far-OOD datasets (digits-28, fashion-8)
+FAR_SAMPLE_SEED = 0
+
+
+def _resized(x: torch.Tensor, size: int, n: int) -> torch.Tensor:
+    """A seeded sample of ``n`` images of ``x`` (all when fewer), resized to ``size`` px
+    (bilinear, antialiased), in [0, 1]."""
+    rows = np.sort(np.random.RandomState(FAR_SAMPLE_SEED).permutation(len(x))[:n])
+    out = torch.nn.functional.interpolate(x[torch.as_tensor(rows)].float(), size=(size, size),
+                                          mode="bilinear", antialias=True, align_corners=False)
+    return out.clamp_(0, 1)
+
+
+def _digits_resized(size: int, n: int) -> torch.Tensor:
+    """Far-OOD ``digits-28`` of Fashion-MNIST: scikit-learn's digits (all 1,797, test and
+    train: none is a Fashion-MNIST training image), white on black like the clothing."""
+    x_tr, _, x_te, _ = _digits_arrays()
+    return _resized(torch.cat([x_tr, x_te]), size, n)
+
+
+def _fashion_resized(data_root, size: int, n: int) -> torch.Tensor:
+    """Far-OOD ``fashion-8`` of digits: Fashion-MNIST test images at 8 px (needs the data)."""
+    (_, _, x_te, _), _ = fashion.load(data_root, download=False)
+    return _resized(x_te, size, n)
 
 
 def _paper(name):

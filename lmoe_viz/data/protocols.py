@@ -97,8 +97,37 @@ def coarse_ood(splits, cfg):
     return Subset(pool, seeded_sample(len(pool), len(splits.id_test)))
 
 
+#: the named far-OOD test sets of the embedded presets (presets.py), none a source of any
+#: training outlier: crops of the photographs held out of the ``matched`` outliers, and
+#: another embedded dataset at the preset's size
+FAR_SETS = {"fashion-mnist": ("photos-heldout", "digits-28"),
+            "digits": ("photos-heldout", "fashion-8")}
+FAR_PREFIX = "far:"
+
+
+def far_part(name: str) -> str:
+    """The extraction part of far-OOD set ``name`` (``far:photos-heldout``)."""
+    return FAR_PREFIX + name
+
+
+def far_dataset(name: str, splits, cfg):
+    """Far-OOD set ``name`` (FAR_SETS); ``photos-heldout`` only where no training outlier
+    came from those photographs (``outliers=matched``)."""
+    sets = splits.ood_sets or {}
+    if name not in sets:
+        known = ", ".join(sets) or "none"
+        raise UserError(f"unknown far-OOD set {name!r} for preset {cfg.preset}; choose one of {known}")
+    if name == "photos-heldout" and cfg.outliers != "matched":
+        raise UserError("far-OOD set 'photos-heldout' is clean only for --outliers matched "
+                        "(outliers 'crops' are drawn from every photograph): pass --outliers matched")
+    return sets[name]()
+
+
 def part_dataset(part: str, splits, cfg):
-    """The dataset of one extraction part: id_test, ood_test, id_val, aux or a protocol's."""
+    """The dataset of one extraction part: id_test, ood_test, id_val, aux, a protocol's, or
+    a named far-OOD set (``far:<name>``)."""
+    if part.startswith(FAR_PREFIX):
+        return far_dataset(part[len(FAR_PREFIX):], splits, cfg)
     simple = {"id_test": splits.id_test, "ood_test": splits.ood_test, "id_val": splits.id_val,
               "aux": splits.aux}
     if part in simple:

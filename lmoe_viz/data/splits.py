@@ -54,6 +54,9 @@ class Splits:
     #: embedded presets: n -> n photo crops drawn apart from the training outliers (another
     #: seed, the same normalisation), the far-OOD set of the ``paper`` protocol
     far_ood: Callable | None = None
+    #: embedded presets: the named far-OOD test sets, name -> () -> dataset (normalised as
+    #: the ID images; data/protocols.py FAR_SETS)
+    ood_sets: dict = field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
