@@ -111,14 +111,13 @@ class Study:
                 + [g.finetune_config(m, seed, True, 1.0, mode) for mode in self.lc_modes
                    for m in MIXING])
 
-    def cells(self, units: int | None = None) -> list[RunConfig]:
+    def cells(self, units: int | None = None, core_only: bool = False) -> list[RunConfig]:
         """Every fine-tuning run, in priority order (module doc); with ``units`` only those
-        of the first ``units`` units (a pilot)."""
+        of the first ``units`` units (a pilot), with ``core_only`` only their core runs."""
         core = [c for u in range(self.units if units is None else min(units, self.units))
                 for c in self.unit_cells(u, "core")]
-        extra = [c for u in range(self.extra_units if units is None else min(units, self.extra_units))
-                 for c in self.unit_cells(u, "extra")]
-        return core + extra
+        n_extra = 0 if core_only else (self.extra_units if units is None else min(units, self.extra_units))
+        return core + [c for u in range(n_extra) for c in self.unit_cells(u, "extra")]
 
     def pretrain_dirs(self) -> list[tuple[RunConfig, Path]]:
         return [(self.grid(p).pretrain_config(), self.runs_dir / f"p{p}" / PRETRAINED)
@@ -146,7 +145,7 @@ class Study:
             atomic_write_text(Path(folder) / "design.json", json.dumps(mine, indent=1) + "\n")
 
     def run(self, jobs: int = 1, log=print, max_runs: int | None = None,
-            units: int | None = None) -> dict:
+            units: int | None = None, core_only: bool = False) -> dict:
         """Train the pretrained models, then every unfinished cell (``jobs`` at a time; the
         first ``max_runs`` in priority order when given; only the first ``units`` units'
         cells when given)."""
@@ -154,7 +153,7 @@ class Study:
         pre = [(c.to_dict(), str(d)) for c, d in self.pretrain_dirs() if not _finished(d)]
         for name, seconds, error in _train_all(pre, jobs):
             log(f"{name} {'FAILED (' + error + ')' if error else 'in'} {seconds:.0f} s")
-        cells = self.cells(units)
+        cells = self.cells(units, core_only)
         pending = [c for c in cells if not _finished(self.run_dir(c))]
         todo = pending[:max_runs]
         log(f"study {self.preset}: {len(cells) - len(pending)} of {len(cells)} runs finished, "
@@ -451,6 +450,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pilot", type=int, default=None, metavar="K",
                    help="train only the first K units' runs, then write the power analysis "
                         "(power.csv / power.md) beside the results")
+    p.add_argument("--pilot-core-only", action="store_true",
+                   help="the pilot trains only its units' core runs (claims 1, 2, 4); claims 3 "
+                        "and 5 then keep their minimum units")
     p.add_argument("--evaluate-only", action="store_true",
                    help="train nothing; evaluate the finished runs and write the verdicts")
     p.add_argument("--bn-table", action="store_true",
@@ -515,7 +517,7 @@ def cmd_study(args) -> int:
         return 0
     if not args.evaluate_only:
         print(study.run(jobs=args.jobs, log=lambda s: print(s, flush=True), max_runs=args.max_runs,
-                        units=args.pilot))
+                        units=args.pilot, core_only=args.pilot_core_only))
     from .claims import write_claims
     paths = study.evaluate(results)
     paths.update(write_claims(results, study.alphas, study.expected(), study.preset))
