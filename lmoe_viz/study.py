@@ -46,6 +46,8 @@ from .io import atomic_write_text
 
 SCORES = ("msp", "maxlogit", "energy", "l2norm")
 ARTIFACT_BN = "separate"
+#: the sizes of a design that may grow after its pilot
+SIZES = ("units", "extra_units", "pretrained_models")
 #: the near-OOD set: the held-out classes' test images
 NEAR = ("holdout", "heldout-classes", "ood_test")
 
@@ -130,14 +132,18 @@ class Study:
     def pending(self, units: int | None = None) -> list[RunConfig]:
         return [c for c in self.cells(units) if not _finished(self.run_dir(c))]
 
-    def check_design(self, *folders) -> None:
-        """Refuse a folder that holds another design's ``design.json``; record ours."""
-        mine = self.design()
+    def check_design(self, *folders, pilot: bool = False) -> None:
+        """Refuse a folder that holds another design's ``design.json``; record ours. A
+        pilot's design may grow (more units, extra units, pretrained models: the sizes the
+        power analysis sets); its runs keep their names, so they are reused."""
+        mine = {**self.design(), "stage": "pilot" if pilot else "full"}
         for folder in folders:
             f = Path(folder) / "design.json"
             if f.is_file():
                 theirs = json.loads(f.read_text())
-                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+                grows = theirs.get("stage") == "pilot"
+                diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k)
+                              and not (grows and (k == "stage" or (k in SIZES and mine[k] >= theirs[k]))))
                 if diff:
                     raise UserError(f"{folder} holds a study of another design ({', '.join(f'{k}: {theirs.get(k)!r} here, {mine.get(k)!r} asked' for k in diff)}); "
                                     "pass the same options, or another --out / --results")
@@ -511,7 +517,7 @@ def cmd_study(args) -> int:
         cfg.resolved()
     study.splits()                       # the data is there (one line if not) before training
     results = Path(args.results or Path(args.out) / "results")
-    study.check_design(args.out, results)
+    study.check_design(args.out, results, pilot=args.pilot is not None)
     if args.bn_table:
         print(f"study: {bn_table(study, results, jobs=args.jobs)}")
         return 0

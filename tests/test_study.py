@@ -179,3 +179,19 @@ def test_study_without_its_data_is_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert "Fashion-MNIST not found" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_a_pilots_design_may_grow_and_nothing_else_changes(tmp_path):
+    pilot = Study(preset="digits", out=str(tmp_path), units=4, extra_units=2, pretrained_models=2)
+    pilot.check_design(tmp_path, pilot=True)
+    full = Study(preset="digits", out=str(tmp_path), units=8, extra_units=4, pretrained_models=4)
+    full.check_design(tmp_path)
+    assert json.loads((tmp_path / "design.json").read_text())["stage"] == "full"
+    with pytest.raises(UserError, match="another design"):      # a full design stays fixed
+        Study(preset="digits", out=str(tmp_path), units=10, extra_units=4,
+              pretrained_models=4).check_design(tmp_path)
+    other = tmp_path / "other"
+    other.mkdir()
+    pilot.check_design(other, pilot=True)
+    with pytest.raises(UserError, match="alphas"):              # a pilot's grid cannot change
+        Study(preset="digits", out=str(tmp_path), units=8, alphas=(1.0, 3.0)).check_design(other)

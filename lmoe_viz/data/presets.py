@@ -82,6 +82,7 @@ def _tensor_splits(x_tr, y_tr, x_te, y_te, num_id, num_ood, split, seed_aux, ima
         return TensorImages(norm(crops), torch.full((n,), -1), torch.arange(n))
 
     def named(make):
+        @functools.lru_cache(maxsize=1)             # built once per Splits
         def build() -> TensorImages:
             x = make(int(te_id.sum()))
             return TensorImages(norm(x), torch.full((len(x),), -1), torch.arange(len(x)))
