@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``make bench``): every benchmark in one run, one table, one file.
 
-Runs the pieces in order (step, extract, pipeline, epoch, gpu where a CUDA GPU is
+Runs the pieces in order (step, extract, pipeline, epoch, study, gpu where a CUDA GPU is
 visible, reproduce), prints the table and writes ``benchmarks/results/<machine>.json``
 (the machine: ``cpu-<model>-<cores>c`` or ``cuda-<gpu>``, with torch's version, the
 device, the date and every piece's settings). ``--tiny`` runs each piece at a toy size
@@ -17,7 +17,7 @@ import traceback
 
 from .report import Figure, Piece, format_table, payload, write_results
 
-PIECES = ("step", "extract", "pipeline", "epoch", "gpu", "reproduce")
+PIECES = ("step", "extract", "pipeline", "epoch", "study", "gpu", "reproduce")
 
 #: each piece's keyword arguments at its toy size (--tiny)
 TINY = {
@@ -26,6 +26,7 @@ TINY = {
     "pipeline": dict(image_size=32, count=2, rounds=1, large={"large": (192, 144)},
                      sizes={"nabirds": (96, 72), "aircraft": (96, 66), "butterfly200": (80, 60)}),
     "epoch": dict(epochs=1, limit_batches=2, runs=("eval_every=1",)),
+    "study": dict(preset="digits", short=1, long=2),
 }
 
 
@@ -44,6 +45,9 @@ def run_piece(name: str, args, device: str) -> Piece:
     if name == "epoch":
         from .epoch import epoch_piece
         return epoch_piece(device=device, **tiny)
+    if name == "study":
+        from .study import study_piece
+        return study_piece(**tiny)
     if name == "gpu":
         from .gpu import gpu_piece, tiny_kwargs
         return gpu_piece(**tiny_kwargs()) if args.tiny else gpu_piece(device="cuda")

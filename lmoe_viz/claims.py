@@ -33,10 +33,14 @@ H  contrast                                                 predicted         ma
 The norm ratio is mean ||z|| of the near-OOD images over mean ||z|| of the ID test images of
 the same model: L_LC shrinks ID norms too, and the claim is that OOD norms shrink more.
 
-**p-values**, all on the two-sided scale: for H1-H4 the two-sided t-test; for H5 the
-intersection-union test ``max(p_AUROC, p_noninferiority)`` (the one-sided non-inferiority
-p of H0 "accuracy drops by 0.5 point or more", doubled). **Holm** across the 7 hypotheses at
-0.05 (a hypothesis with runs missing counts as p = 1: the family is always the 7
+**p-values**, all on the two-sided scale. Each test has a support p (the predicted side)
+and a refutation p (the other side), and its ``p`` is the smaller of the two. For H1-H4
+they are the t-test's one-sided p-values doubled, so ``p`` is the two-sided p. For H5 the
+support p is the intersection-union test ``max(p_AUROC higher, p_non-inferiority)`` (the
+one-sided p of H0 "accuracy drops by 0.5 point or more", doubled); the refutation p is
+Bonferroni over its two ways to fail, ``2 min(p_AUROC lower, p_inferiority)`` (H0
+"accuracy drops by less than 0.5 point", doubled). Both are in the verdicts file
+(``p_support``, ``p_refute``). **Holm** across the 7 hypotheses at 0.05 (a hypothesis with runs missing counts as p = 1: the family is always the 7
 pre-registered hypotheses). **Equivalence**: two one-sided tests (TOST, 0.05) against the
 margin, Holm-adjusted across the family too (H5: on AUROC).
 
@@ -252,13 +256,12 @@ def test_hypothesis(h: Hypothesis, diffs: dict) -> dict:
     key = "auroc" if h.endpoint == "auroc+accuracy" else h.endpoint
     main = nested_test(diffs[key], MARGINS[key])
     p_pred, p_other = two_sided(main, h.direction)
-    row = {**main, "p_predicted": p_pred, "p_other": p_other}
+    row = {**main, "p_support": p_pred, "p_refute": p_other}
     if h.endpoint == "auroc+accuracy":
         acc = nested_test(diffs["accuracy"], MARGINS["accuracy"])
         p_noninf = min(1.0, 2 * noninferiority_p(diffs["accuracy"], MARGINS["accuracy"]))
         p_inf = min(1.0, 2 * noninferiority_p(diffs["accuracy"], MARGINS["accuracy"], inferior=True))
-        row.update(p_predicted=max(p_pred, p_noninf),
-                   p_other=min(1.0, 2 * min(p_other, p_inf)),
+        row.update(p_support=max(p_pred, p_noninf), p_refute=min(1.0, 2 * min(p_other, p_inf)),
                    accuracy_effect=acc["effect"], accuracy_ci_low=acc["ci_low"],
                    accuracy_ci_high=acc["ci_high"], n=min(main["n"], acc["n"]))
     return row
@@ -283,8 +286,8 @@ def primary_verdicts(results: pd.DataFrame, norms: pd.DataFrame, alphas, expecte
     rows = []
     for h in PRIMARY:
         r = test_hypothesis(h, primary_differences(h, t))
-        r["p"] = min(r["p_predicted"], r["p_other"])
-        r["predicted_side"] = bool(r["p_predicted"] <= r["p_other"])
+        r["p"] = min(r["p_support"], r["p_refute"])
+        r["predicted_side"] = bool(r["p_support"] <= r["p_refute"])
         rows.append({"claim": h.claim, "hypothesis": h.id, "statement": h.statement,
                      "primary": True, "endpoint": h.endpoint, "contrast": h.contrast,
                      "mode": h.mode, "predicted": "higher" if h.direction > 0 else "lower",
@@ -377,7 +380,7 @@ def secondary_tests(results: pd.DataFrame, norms: pd.DataFrame, alphas) -> pd.Da
 VERDICT_COLUMNS = ["claim", "hypothesis", "statement", "primary", "endpoint", "contrast", "mode",
                    "protocol", "ood_set", "score", "metric_convention", "method", "predicted",
                    "n", "n_models", "df", "effect", "ci_low", "ci_high", "p", "p_holm",
-                   "p_equiv", "p_equiv_holm", "margin", "accuracy_effect", "accuracy_ci_low",
+                   "p_support", "p_refute", "p_equiv", "p_equiv_holm", "margin", "accuracy_effect", "accuracy_ci_low",
                    "accuracy_ci_high", "units_expected", "units_missing", "verdict"]
 
 
@@ -407,7 +410,10 @@ def write_claims(results_dir, alphas, expected: dict, preset: str = "") -> dict:
 
 
 def _fmt(v, digits=4) -> str:
-    return "" if pd.isna(v) else f"{v:.{digits}g}" if abs(v) < 1e-3 and v != 0 else f"{v:.{digits}f}"
+    """Fixed decimals; scientific below what they can show."""
+    if pd.isna(v):
+        return ""
+    return f"{v:.1e}" if 0 < abs(v) < 10 ** -digits else f"{v:.{digits}f}"
 
 
 def verdict_cell(r) -> str:
@@ -438,7 +444,33 @@ def verdict_markdown(table: pd.DataFrame, preset: str = "") -> str:
     head = (f"Pre-registered primary family{' (' + preset + ')' if preset else ''}: "
             "`lmoe_viz/claims.py`. Effects are means of unit differences (a unit = a "
             "pretrained model and a fine-tuning seed), tested over the pretrained models' "
-            "means (df = models - 1); p two-sided (H5: intersection-union with accuracy "
-            "non-inferiority, 0.5 point); Holm over the 7 hypotheses at 0.05; 'no meaningful "
-            "effect' = equivalence (TOST) within the margin, Holm-adjusted.\n\n")
+            "means (df = models - 1); p = the smaller of the support and refutation p, two-sided "
+            "scale (H1-H4: the two-sided p; H5: support = intersection-union with accuracy "
+            "non-inferiority within 0.5 point, refutation = AUROC lower or accuracy inferior); "
+            "Holm over the 7 hypotheses at 0.05; 'no meaningful effect' = equivalence (TOST) "
+            "within the margin, Holm-adjusted. Interim estimates of tests with runs missing "
+            "carry no verdict.\n\n")
     return head + primary_markdown(table)
+
+
+def side_by_side_markdown(tables: dict) -> str:
+    """The primary verdicts of several presets side by side ({preset: claims_verdicts table}):
+    per hypothesis and preset, the effect with its 95% interval, the Holm-adjusted p, n units
+    (pretrained models) and the verdict."""
+    presets = list(tables)
+    head = "| H | claim | " + " | ".join(presets) + " |"
+    lines = [head, "|---|---|" + "---|" * len(presets)]
+    prim = {p: t[t["primary"].astype(bool)].set_index("hypothesis") for p, t in tables.items()}
+    for h in PRIMARY:
+        cells = []
+        for p in presets:
+            if h.id not in prim[p].index:
+                cells.append("")
+                continue
+            r = prim[p].loc[h.id]
+            eff = "" if pd.isna(r["effect"]) else \
+                f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], "
+            cells.append(f"**{verdict_cell(r)}**: {eff}p Holm {_fmt(r['p_holm'], 3)}, "
+                         f"n {int(r['n'])} ({int(r['n_models'])})")
+        lines.append(f"| {h.id} | {h.statement} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

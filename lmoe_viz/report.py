@@ -20,11 +20,10 @@ FIGURE_TITLES = {
     "fig4_logit_pca": "Fig. 4: PCA of logits, one common scale",
     "fig5_6_sample_logit_responses": "Figs. 5-6: sample-wise logit responses",
     "fig7_beta_distributions": "Fig. 7: Beta(alpha, alpha) and the lambdas drawn",
-    "claims_tradeoff_holdout": "Claims: accuracy vs detection across alpha (near-OOD)",
-    "claims_tradeoff_paper": "Claims: accuracy vs detection across alpha (far-OOD)",
-    "claims_lc_effects": "Claims: paired effects of L_LC",
+    "claims_primary": "Claims: the pre-registered primary tests",
+    "claims_alpha": "Claims: AUROC and accuracy against alpha",
+    "claims_controls": "Claims: each method minus the CE fine-tune",
     "claims_logit_norms": "Claims: logit norms ID / near-OOD / far-OOD",
-    "claims_adaptive_accuracy": "Claims: adaptive L_LC, accuracy",
 }
 
 

@@ -213,13 +213,15 @@ class Study:
             norms.append(_norm_row(name, meta["config"], logits, sets))
         rows += reference_rows(self.splits(), self.grid().pretrain_config().resolved(), sets)
         paths = {"results": results_dir / "results.csv", "norms": results_dir / "norms.csv",
-                 "shortcut": results_dir / "shortcut.csv"}
+                 "shortcut": results_dir / "shortcut.csv", "shortcut_md": results_dir / "shortcut.md"}
         table = pd.DataFrame(rows)
         for col in ("seed", "pretrain_seed", "split"):      # integers, empty for the references
             table[col] = table[col].astype("Int64")
         atomic_write_text(paths["results"], table.to_csv(index=False))
         atomic_write_text(paths["norms"], pd.DataFrame(norms).to_csv(index=False))
-        atomic_write_text(paths["shortcut"], shortcut_check(self).to_csv(index=False))
+        check = shortcut_check(self)
+        atomic_write_text(paths["shortcut"], check.to_csv(index=False))
+        atomic_write_text(paths["shortcut_md"], shortcut_markdown(check, pd.DataFrame(rows)))
         return {k: str(v) for k, v in paths.items()}
 
     def splits(self):
@@ -245,6 +247,27 @@ def shortcut_check(study: Study) -> pd.DataFrame:
                          "auroc": auc, "n_id": len(sp.id_train), "n_outliers": len(sp.aux),
                          "passes": bool(auc <= SHORTCUT_MAX) if det != "small-cnn" else ""})
     return pd.DataFrame(rows)
+
+
+def shortcut_markdown(check: pd.DataFrame, results: pd.DataFrame) -> str:
+    """The shortcut check (ID train vs training outliers, each detector and kind of
+    outliers), then the pixel references beside the models (MSP, mean over runs) per OOD set."""
+    from .experiments import to_markdown
+    wide = check.pivot_table(index="outliers", columns="detector", values="auroc").round(3)
+    out = ("AUROC of telling ID training images from the training outliers (pixel-stats must "
+           "stay <= 0.75):\n\n" + to_markdown(wide.reset_index()))
+    refs = results[results["method"] == "reference"]
+    trained = results[(results["method"] != "reference") & (results["score"] == "msp")
+                      & (results["metric_convention"] == "ours")]
+    if len(refs) and len(trained):
+        t = refs.pivot_table(index="ood_set", columns="score", values="auroc")
+        t = t.join(trained.groupby(["ood_set", "model"])["auroc"].mean().unstack("model"))
+        n = trained.groupby("ood_set")["run"].nunique()
+        t.insert(0, "runs", n)
+        out += ("\n\nAUROC against each OOD set: the pixel references (fitted on the test "
+                "set's own folds: an upper reference) beside the models (MSP, mean over their "
+                "runs):\n\n" + to_markdown(t.round(3).reset_index()))
+    return out + "\n"
 
 
 def reference_rows(splits, cfg, sets) -> list[dict]:
@@ -339,7 +362,7 @@ def _describe(name: str, c: dict) -> dict:
             "variant": ("lc-" + (lc_mode or "fixed")) if c["lc"] else "no-lc",
             "alpha": c["alpha"] if mixing else np.nan, "seed": c["seed"],
             "pretrain_seed": _pretrain_seed(name, c), "split": c["split"], "bn": _bn_label(c),
-            "outliers": c.get("outliers", "crops"),
+            "outliers": c.get("outliers", "crops"), "channels_last": bool(c.get("channels_last")),
             "model": model_label(c["method"], c["lc"], c.get("lc_mode", "fixed"))}
 
 

@@ -9,8 +9,8 @@ from lmoe_viz.cli import main
 from lmoe_viz.errors import UserError
 
 SMALLEST = [("alphas", "[1.0]"), ("seeds", "[0]"), ("pretrain_epochs", "2"),
-            ("finetune_epochs", "1"), ("limit_batches", "3"), ("study_seeds", "[0, 1]"),
-            ("study_alphas", "[1.0]"), ("lc_modes", "[fixed]")]
+            ("finetune_epochs", "1"), ("limit_batches", "3"), ("study_units", "2"),
+            ("study_extra_units", "2"), ("study_alphas", "[1.0, 3.0]"), ("lc_modes", "[stop-id]")]
 
 
 @pytest.mark.notebooks
@@ -25,8 +25,8 @@ def test_reproduce_digits_writes_every_artifact(tmp_path):
         assert all(c.execution_count for c in code), nb
         assert not [o for c in code for o in c.outputs if o.output_type == "error"], nb
     figs = ["fig3_logit_norm_histograms", "fig4_logit_pca", "fig5_6_sample_logit_responses",
-            "fig7_beta_distributions", "claims_tradeoff_holdout", "claims_tradeoff_paper",
-            "claims_lc_effects", "claims_logit_norms"]
+            "fig7_beta_distributions", "claims_primary", "claims_alpha", "claims_controls",
+            "claims_logit_norms"]
     for f in figs:
         for ext in ("png", "pdf"):
             assert (tmp_path / "figures" / f"{f}.{ext}").stat().st_size > 1000, f
@@ -40,9 +40,10 @@ def test_reproduce_digits_writes_every_artifact(tmp_path):
     table = (tmp_path / "tables" / "table1.md").read_text()
     assert "Logit MixOE w/ L_LC" in table and "**" in table
     assert r"\begin{tabular}" in (tmp_path / "tables" / "table1.tex").read_text()
-    # notebook 07: the study of the requested grid, its verdicts under one regime
+    # notebook 07: the smoke study, its pre-registered family (too few units: not run yet)
     claims_md = (tmp_path / "study" / "results" / "claims.md").read_text()
-    assert "BatchNorm regime `id-stats`" in claims_md and "| 1a |" in claims_md
+    assert "Pre-registered primary family (digits)" in claims_md and claims_md.count("| H") == 8
+    assert "not run yet" in claims_md
     meta = json.loads((tmp_path / "reproduce.json").read_text())
     assert set(meta["seconds"]) == set(R.NOTEBOOKS) and meta["up_to_date"] == []
     # a second call executes nothing; a lost figure re-executes the notebook that drew it
@@ -197,6 +198,7 @@ def test_readme_tables_are_the_committed_results():
     text = (root / "README.md").read_text()
     blocks = re.findall(r"<!-- results:(\S+) -->\n(.*?)\n<!-- /results:\1 -->", text, flags=re.S)
     assert {name for name, _ in blocks} >= {"digits/table1.md", "digits/bn_table.md",
-                                            "fashion-mnist/claims.md", "fashion-mnist/bn_table.md"}
+                                            "claims_primary.md", "digits/shortcut.md",
+                                            "fashion-mnist/shortcut.md", "fashion-mnist/bn_table.md"}
     for name, body in blocks:
         assert body.strip() == (root / "results" / name).read_text().strip(), name

@@ -47,8 +47,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 #: the SMALLEST grid of tests/test_reproduce.py (one alpha, one seed, a few batches)
 SMALLEST = [("alphas", "[1.0]"), ("seeds", "[0]"), ("pretrain_epochs", "2"),
-            ("finetune_epochs", "1"), ("limit_batches", "3"), ("study_seeds", "[0, 1]"),
-            ("study_alphas", "[1.0]"), ("lc_modes", "[fixed]")]
+            ("finetune_epochs", "1"), ("limit_batches", "3"), ("study_units", "2"),
+            ("study_extra_units", "2"), ("study_alphas", "[1.0, 3.0]"), ("lc_modes", "[stop-id]")]
 ENABLE_ENV = "LMOE_BROWSER"
 
 

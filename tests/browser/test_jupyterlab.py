@@ -25,9 +25,8 @@ FIGURE_CELLS = {
     "03_logit_pca.ipynb": {"'fig4_logit_pca'": 1, "widgets.model_score_picker(": 1},
     "04_sample_logit_responses.ipynb": {"'fig5_6_sample_logit_responses'": 1, "widgets.mix_explorer(": 1},
     "05_beta_distributions.ipynb": {"'fig7_beta_distributions'": 1, "widgets.beta_explorer(": 1},
-    # one trade-off figure per protocol; claim 5a's figure only with an adaptive lc_mode
-    "07_claims.ipynb": {'figs[f"claims_tradeoff_{protocol}"]': 2, 'plots.paired_effects(tests, "1a")': 1,
-                        "plots.norm_distributions(": 1},
+    "07_claims.ipynb": {"claimplots.primary_figure(": 1, "claimplots.alpha_figure(": 1,
+                        "claimplots.control_figure(": 1, "claimplots.norm_figure(": 1},
 }
 EXPLORERS = {"02_logit_norm_histograms.ipynb": "widgets.model_score_picker(",
              "03_logit_pca.ipynb": "widgets.model_score_picker(",
