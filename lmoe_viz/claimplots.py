@@ -134,6 +134,8 @@ def alpha_curve(results: pd.DataFrame, metric: str = "auroc", ax=None, where=Non
                    linestyle="-." if method == "baseline" else "--",
                    label=f"{label} ({mean:.3g} {ci}{n} run{'s' if n > 1 else ''})")
     ax.set_xscale("log")
+    if alphas:
+        ax.set_xlim(min(alphas) / 1.6, max(alphas) * 1.6)
     ax.set_xticks(alphas, [f"{a:g}" for a in alphas])
     ax.xaxis.set_minor_formatter(mticker.NullFormatter())
     ax.set_xlabel("alpha (log scale)")

@@ -161,6 +161,8 @@ def holm(p) -> np.ndarray:
 def two_sided(test: dict, direction: int) -> tuple[float, float]:
     """(p of the predicted side, p of the other side), each doubled to the two-sided scale."""
     hi, lo = test["p_higher"], test["p_lower"]
+    if not (np.isfinite(hi) and np.isfinite(lo)):       # no test (fewer than 2 models)
+        return np.nan, np.nan
     pred, other = (hi, lo) if direction > 0 else (lo, hi)
     return min(1.0, 2 * pred), min(1.0, 2 * other)
 
@@ -264,6 +266,8 @@ def test_hypothesis(h: Hypothesis, diffs: dict) -> dict:
         row.update(p_support=max(p_pred, p_noninf), p_refute=min(1.0, 2 * min(p_other, p_inf)),
                    accuracy_effect=acc["effect"], accuracy_ci_low=acc["ci_low"],
                    accuracy_ci_high=acc["ci_high"], n=min(main["n"], acc["n"]))
+        if acc["n_models"] < 2:
+            row.update(p_support=np.nan, p_refute=np.nan)
     return row
 
 
@@ -286,7 +290,7 @@ def primary_verdicts(results: pd.DataFrame, norms: pd.DataFrame, alphas, expecte
     rows = []
     for h in PRIMARY:
         r = test_hypothesis(h, primary_differences(h, t))
-        r["p"] = min(r["p_support"], r["p_refute"])
+        r["p"] = float(np.fmin(r["p_support"], r["p_refute"]))
         r["predicted_side"] = bool(r["p_support"] <= r["p_refute"])
         rows.append({"claim": h.claim, "hypothesis": h.id, "statement": h.statement,
                      "primary": True, "endpoint": h.endpoint, "contrast": h.contrast,
@@ -436,7 +440,7 @@ def primary_markdown(table: pd.DataFrame) -> str:
                     f"{_fmt(r['accuracy_ci_high'], 3)}]")
         lines.append(f"| {r['hypothesis']} | {r['statement']} | {r['contrast']}, {r['predicted']}"
                      f" | {int(r['n'])} ({int(r['n_models'])}) | {eff} | {_fmt(r['p'], 3)} | "
-                     f"{_fmt(r['p_holm'], 3)} | {verdict_cell(r)} |")
+                     f"{'' if r['verdict'] == 'not run yet' else _fmt(r['p_holm'], 3)} | {verdict_cell(r)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -470,7 +474,7 @@ def side_by_side_markdown(tables: dict) -> str:
             r = prim[p].loc[h.id]
             eff = "" if pd.isna(r["effect"]) else \
                 f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], "
-            cells.append(f"**{verdict_cell(r)}**: {eff}p Holm {_fmt(r['p_holm'], 3)}, "
-                         f"n {int(r['n'])} ({int(r['n_models'])})")
+            holm_p = "" if r["verdict"] == "not run yet" else f"p Holm {_fmt(r['p_holm'], 3)}, "
+            cells.append(f"**{verdict_cell(r)}**: {eff}{holm_p}n {int(r['n'])} ({int(r['n_models'])})")
         lines.append(f"| {h.id} | {h.statement} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
