@@ -104,7 +104,6 @@ PRIMARY = (
                  "0.5 point)", "auroc+accuracy", f"L_LC {m} - without, alpha 1", +1, "extra", m)
       for m in ADAPTIVE_MODES),
 )
-VERDICTS = ("supported", "refuted", "no meaningful effect", "inconclusive", "not run yet")
 
 
 # ---------------------------------------------------------------------------- statistics

@@ -45,7 +45,6 @@ from .experiments import PRETRAINED, Grid, _bn_label, model_label
 from .io import atomic_write_text
 
 SCORES = ("msp", "maxlogit", "energy", "l2norm")
-ARTIFACT_BN = "separate"
 #: the sizes of a design that may grow after its pilot
 SIZES = ("units", "extra_units", "pretrained_models")
 #: the near-OOD set: the held-out classes' test images
