@@ -125,8 +125,7 @@ class Study:
                 for p in range(min(self.pretrained_models, self.units))]
 
     def run_dir(self, cfg: RunConfig) -> Path:
-        model = int(Path(cfg.init).parent.parent.name[1:])
-        return self.grid(model).run_dir(cfg)
+        return self.grid(self.model_of(cfg.seed)).run_dir(cfg)
 
     def pending(self, units: int | None = None) -> list[RunConfig]:
         return [c for c in self.cells(units) if not _finished(self.run_dir(c))]
@@ -239,7 +238,7 @@ def shortcut_check(study: Study) -> pd.DataFrame:
     rows = []
     for kind in ("crops", "matched"):
         cfg = dataclasses.replace(study.grid().pretrain_config(), outliers=kind).resolved()
-        sp = build_splits(cfg)
+        sp = study.splits() if kind == study.outliers else build_splits(cfg)
         for det, auc in detector_aurocs(raw_images(sp.id_train, sp), raw_images(sp.aux, sp)).items():
             rows.append({"preset": study.preset, "outliers": kind,
                          "comparison": "ID train vs training outliers", "detector": det,
