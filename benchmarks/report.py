@@ -18,6 +18,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from lmoe_viz.machine import cpu_cores, cpu_model  # noqa: F401 - re-exported for the pieces
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -48,25 +50,6 @@ class Piece:
     settings: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_cores() -> int:
-    """Cores this process may run on (the affinity mask where the OS has one)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def slug(text: str) -> str:

@@ -21,6 +21,17 @@ holds complete units. ``jobs`` > 1 trains that many runs at a time, one thread e
 ``design.json`` records the design in the output and results folders; a folder of
 another design is refused.
 
+Records: each finished run's evaluation (its ``results.csv`` rows, its ``norms.csv`` row,
+the sha256 of its checkpoint and of the pretrained model it started from, the machine that
+wrote it) is one small JSON file, ``<results>/records/p<k>/<run>.json``, written as the run
+finishes. Committed with the results, the records let a study continue on another machine
+(checkpoints are not committed): a recorded run counts as finished and is not trained
+again, and ``evaluate`` takes a run's rows from its checkpoint when it is here, from its
+record otherwise. A pretrained model that is missing here is trained again only when a
+pending run needs it; from the same seed on another CPU its weights may differ in the last
+digits (the record's sha says which copy each run started from); units stay nested in
+their pretraining seed.
+
 ``evaluate`` writes, for every finished run, one row per (protocol, OOD set, score, metric
 convention) to ``results.csv``: ``holdout`` / ``heldout-classes`` (near-OOD) and ``far`` /
 each named far-OOD set (data/protocols.FAR_SETS, none a source of training outliers); the
@@ -42,13 +53,16 @@ from .claims import ADAPTIVE_MODES, MIN_UNITS, MIXING
 from .config import RunConfig
 from .errors import UserError
 from .experiments import PRETRAINED, Grid, _bn_label, model_label
-from .io import atomic_write_text
+from .io import atomic_write_text, file_sha256
+from .machine import cpu_cores, cpu_model
 
 SCORES = ("msp", "maxlogit", "energy", "l2norm")
 #: the sizes of a design that may grow after its pilot
 SIZES = ("units", "extra_units", "pretrained_models")
 #: the near-OOD set: the held-out classes' test images
 NEAR = ("holdout", "heldout-classes", "ood_test")
+#: the format of a run's record (module doc); a record of another format is refused
+RECORD_FORMAT = 1
 
 
 @dataclasses.dataclass
@@ -127,8 +141,13 @@ class Study:
     def run_dir(self, cfg: RunConfig) -> Path:
         return self.grid(self.model_of(cfg.seed)).run_dir(cfg)
 
-    def pending(self, units: int | None = None) -> list[RunConfig]:
-        return [c for c in self.cells(units) if not _finished(self.run_dir(c))]
+    def name_of(self, cfg: RunConfig) -> str:
+        """A run's name in the study: ``p<k>/<run folder>``."""
+        return f"p{self.model_of(cfg.seed)}/{self.run_dir(cfg).name}"
+
+    def pending(self, units: int | None = None, records=None) -> list[RunConfig]:
+        return [c for c in self.cells(units)
+                if not _done(self.name_of(c), self.run_dir(c), records)]
 
     def check_design(self, *folders, pilot: bool = False) -> None:
         """Refuse a folder that holds another design's ``design.json``; record ours. A
@@ -149,17 +168,22 @@ class Study:
             atomic_write_text(Path(folder) / "design.json", json.dumps(mine, indent=1) + "\n")
 
     def run(self, jobs: int = 1, log=print, max_runs: int | None = None,
-            units: int | None = None, core_only: bool = False) -> dict:
-        """Train the pretrained models, then every unfinished cell (``jobs`` at a time; the
-        first ``max_runs`` in priority order when given; only the first ``units`` units'
-        cells when given)."""
+            units: int | None = None, core_only: bool = False, records=None) -> dict:
+        """Train the pretrained models that are needed, then every unfinished cell (``jobs``
+        at a time; the first ``max_runs`` in priority order when given; only the first
+        ``units`` units' cells when given). With ``records`` (a folder), a recorded run
+        counts as finished and each run writes its record there as it finishes."""
         t0 = time.time()
-        pre = [(c.to_dict(), str(d)) for c, d in self.pretrain_dirs() if not _finished(d)]
+        cells = self.cells(units, core_only)
+        pending = [c for c in cells if not _done(self.name_of(c), self.run_dir(c), records)]
+        todo = pending[:max_runs]
+        needed = {self.model_of(c.seed) for c in todo}
+        pre = [(c.to_dict(), str(d)) for p, (c, d) in enumerate(self.pretrain_dirs())
+               if not _finished(d) and (p in needed or not _recorded(f"p{p}/{PRETRAINED}", records))]
         for name, seconds, error in _train_all(pre, jobs):
             log(f"{name} {'FAILED (' + error + ')' if error else 'in'} {seconds:.0f} s")
-        cells = self.cells(units, core_only)
-        pending = [c for c in cells if not _finished(self.run_dir(c))]
-        todo = pending[:max_runs]
+            if records is not None and not error:
+                self._record_pretrained(name, records, log)
         log(f"study {self.preset}: {len(cells) - len(pending)} of {len(cells)} runs finished, "
             f"{len(pending)} to train; training {len(todo)} now ({jobs} at a time)")
         done, failed = 0, []
@@ -167,19 +191,85 @@ class Study:
             done += 1
             if error:
                 failed.append(name)
+            elif records is not None:
+                self.write_record(name, records)
             log(f"[{done}/{len(todo)}] {name} {'FAILED (' + error + ')' if error else 'in'} "
                 f"{seconds:.0f} s ({(time.time() - t0) / 60:.1f} min so far)")
-        finished = sum(_finished(self.run_dir(c)) for c in cells)
+        finished = sum(_done(self.name_of(c), self.run_dir(c), records) for c in cells)
         log(f"study {self.preset}: {finished} of {len(cells)} runs finished")
         return {"trained": done - len(failed), "failed": failed, "finished": finished,
                 "planned": len(cells), "seconds": round(time.time() - t0, 1)}
 
-    def finished_runs(self) -> list[tuple[str, Path]]:
-        """(name, folder) of every finished run of the design, pretrained models first."""
+    def runs(self) -> list[tuple[str, Path]]:
+        """(name, folder) of every run of the design, pretrained models first."""
         out = [(f"p{p}/{PRETRAINED}", d) for p, (_, d) in enumerate(self.pretrain_dirs())]
-        out += [(f"p{self.model_of(c.seed)}/{self.run_dir(c).name}", self.run_dir(c))
-                for c in self.cells()]
-        return [(n, d) for n, d in out if _finished(d)]
+        return out + [(self.name_of(c), self.run_dir(c)) for c in self.cells()]
+
+    def finished_runs(self) -> list[tuple[str, Path]]:
+        """(name, folder) of every run of the design whose checkpoint is here."""
+        return [(n, d) for n, d in self.runs() if _finished(d)]
+
+    def eval_sets(self) -> list[tuple[str, str, str]]:
+        """(protocol, OOD set, part) of every OOD test set: near, then each far set that can
+        be built here (found once)."""
+        from .data.protocols import far_part
+        if getattr(self, "_eval_sets", None) is None:
+            self._eval_sets = [NEAR] + [("far", s, far_part(s)) for s in self.far_sets()]
+        return self._eval_sets
+
+    def record(self, name: str, run: Path, device: str = "cpu") -> dict:
+        """The record of one finished run (module doc): its results and norm rows."""
+        from .extract import extract
+        sets = self.eval_sets()
+        logits, meta = extract(run / "checkpoint.pt", parts=("id_test",) + tuple(p for *_, p in sets),
+                               data_root=self.data_root, device=device, with_meta=True,
+                               splits=self.splits)
+        config = meta["config"]
+        init = None
+        if config["method"] != "baseline":
+            init = self.runs_dir / name.split("/")[0] / PRETRAINED / "checkpoint.pt"
+        return {"format": RECORD_FORMAT, "run": name, "sets": [list(s) for s in sets],
+                "checkpoint_sha256": file_sha256(run / "checkpoint.pt"),
+                "init_sha256": file_sha256(init) if init is not None and init.is_file() else None,
+                "recorded_on": f"{cpu_model()}, {cpu_cores()} cores",
+                "rows": [r for protocol, ood_set, part in sets
+                         for r in _rows(name, config, protocol, ood_set, logits["id_test"], logits[part])],
+                "norms": _norm_row(name, config, logits, sets)}
+
+    def write_record(self, name: str, records, device: str = "cpu") -> dict:
+        """Compute a finished run's record and write it (unchanged content is not rewritten)."""
+        rec = self.record(name, self.runs_dir / name, device)
+        path = _record_path(name, records)
+        text = json.dumps(rec, indent=1, default=_plain) + "\n"
+        if not (path.is_file() and path.read_text() == text):
+            atomic_write_text(path, text)
+        return rec
+
+    def read_record(self, name: str, records) -> dict | None:
+        """A committed record, checked against this evaluation; None when there is none."""
+        path = _record_path(name, records)
+        if not path.is_file():
+            return None
+        rec = json.loads(path.read_text())
+        if rec.get("format") != RECORD_FORMAT:
+            raise UserError(f"{path} is a record of format {rec.get('format')!r}, this version reads "
+                            f"{RECORD_FORMAT}: evaluate it where its checkpoint is, or retrain the run")
+        sets = [list(s) for s in self.eval_sets()]
+        if rec["sets"] != sets:
+            raise UserError(f"{path} was evaluated on the OOD sets {[s[1] for s in rec['sets']]}, "
+                            f"here they are {[s[1] for s in sets]}: install the same data "
+                            "(make fashion-data) or evaluate where its checkpoint is")
+        return rec
+
+    def _record_pretrained(self, name: str, records, log) -> None:
+        """Record a pretrained model trained now; say so when a recorded copy differs."""
+        old = self.read_record(name, records)
+        new = self.write_record(name, records)
+        if old is not None and old["checkpoint_sha256"] != new["checkpoint_sha256"]:
+            log(f"{name}: trained again here ({new['recorded_on']}); its weights differ from the "
+                f"recorded copy ({old['recorded_on']}), so the runs trained now start from "
+                f"sha256 {new['checkpoint_sha256'][:12]}, the recorded ones from "
+                f"{old['checkpoint_sha256'][:12]} (each record's init_sha256)")
 
     def far_sets(self) -> list[str]:
         """The preset's far-OOD sets that can be built here (fashion-8 needs Fashion-MNIST)."""
@@ -194,21 +284,19 @@ class Study:
         return keep
 
     def evaluate(self, results_dir, device: str = "cpu") -> dict:
-        """results.csv, norms.csv and shortcut.csv (module doc) for the finished runs."""
-        from .data.protocols import far_part
-        from .extract import extract
+        """results.csv, norms.csv and shortcut.csv (module doc) for the finished runs: from
+        each run's checkpoint where it is here (its record written or refreshed in
+        ``results_dir/records``), from its committed record otherwise."""
         results_dir = Path(results_dir)
-        far = self.far_sets()
-        sets = [NEAR] + [("far", s, far_part(s)) for s in far]
-        parts = ("id_test",) + tuple(p for _, _, p in sets)
+        records = results_dir / "records"
         rows, norms = [], []
-        for name, run in self.finished_runs():
-            logits, meta = extract(run / "checkpoint.pt", parts=parts, data_root=self.data_root,
-                                   device=device, with_meta=True, splits=self.splits)
-            rows += [r for protocol, ood_set, part in sets
-                     for r in _rows(name, meta["config"], protocol, ood_set, logits["id_test"],
-                                    logits[part])]
-            norms.append(_norm_row(name, meta["config"], logits, sets))
+        for name, run in self.runs():
+            rec = self.write_record(name, records, device) if _finished(run) else \
+                self.read_record(name, records)
+            if rec is not None:
+                rows += rec["rows"]
+                norms.append(rec["norms"])
+        sets = self.eval_sets()
         rows += reference_rows(self.splits(), self.grid().pretrain_config().resolved(), sets)
         paths = {"results": results_dir / "results.csv", "norms": results_dir / "norms.csv",
                  "shortcut": results_dir / "shortcut.csv", "shortcut_md": results_dir / "shortcut.md"}
@@ -344,8 +432,25 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
     return {k: str(v) for k, v in paths.items()}
 
 
+def _record_path(name: str, records) -> Path:
+    return Path(records) / f"{name}.json"
+
+
+def _recorded(name: str, records) -> bool:
+    return records is not None and _record_path(name, records).is_file()
+
+
+def _done(name: str, run: Path, records) -> bool:
+    """Finished here (its checkpoint) or recorded (another machine trained it)."""
+    return _finished(run) or _recorded(name, records)
+
+
+def _plain(v):
+    """numpy scalars in a record as Python numbers."""
+    return v.item() if isinstance(v, np.generic) else str(v)
+
+
 def _finished(run: Path) -> bool:
-    import json
     m = run / "metrics.json"
     try:
         return m.is_file() and bool(json.loads(m.read_text()).get("finished"))
@@ -544,7 +649,7 @@ def cmd_study(args) -> int:
         return 0
     if not args.evaluate_only:
         print(study.run(jobs=args.jobs, log=lambda s: print(s, flush=True), max_runs=args.max_runs,
-                        units=args.pilot, core_only=args.pilot_core_only))
+                        units=args.pilot, core_only=args.pilot_core_only, records=results / "records"))
     from .claims import write_claims
     paths = study.evaluate(results)
     paths.update(write_claims(results, study.alphas, study.expected(), study.preset))

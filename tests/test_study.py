@@ -1,6 +1,8 @@
 """The claims study (study.py): its nested design, priority order, resumability, outputs and
 bad inputs; the outliers without a shortcut and the far-OOD sets it relies on."""
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,7 @@ from lmoe_viz.data import outliers as O
 from lmoe_viz.data.protocols import FAR_SETS, far_part, part_dataset
 from lmoe_viz.errors import UserError
 from lmoe_viz.experiments import cell_name
+from lmoe_viz.io import file_sha256
 from lmoe_viz.study import Study, bn_table_cells
 
 
@@ -148,6 +151,25 @@ def test_study_cli_trains_evaluates_resumes_and_refuses_another_design(tmp_path,
     # resumable: the next call finds 5 finished and trains 1 more
     assert main(args + ["--max-runs", "1"]) == 0
     assert "5 of 24 runs finished, 19 to train; training 1 now" in capsys.readouterr().out
+    # on another machine: no checkpoints, the committed records; nothing is trained again
+    res_dir = tmp_path / "results"
+    records = sorted(p.relative_to(res_dir / "records") for p in (res_dir / "records").rglob("*.json"))
+    assert len(records) == 2 + 6 and Path("p0/pretrained.json") in records
+    rec = json.loads((res_dir / "records" / "p0" / "pretrained.json").read_text())
+    assert rec["checkpoint_sha256"] == file_sha256(tmp_path / "runs/p0/pretrained/checkpoint.pt")
+    before = {f: (res_dir / f).read_text() for f in ("results.csv", "norms.csv")}
+    shutil.rmtree(tmp_path / "runs")
+    assert main(args + ["--evaluate-only"]) == 0
+    capsys.readouterr()
+    assert {f: (res_dir / f).read_text() for f in before} == before      # rows from the records
+    p1 = res_dir / "records/p1/pretrained.json"      # as if another CPU had written it
+    p1.write_text(p1.read_text().replace(json.loads(p1.read_text())["checkpoint_sha256"], "0" * 64))
+    assert main(args + ["--max-runs", "1"]) == 0       # unit 1's first run: only p1 is needed
+    out = capsys.readouterr().out
+    assert "6 of 24 runs finished, 18 to train; training 1 now" in out and "p1/pretrained in" in out
+    assert "p1/pretrained: trained again here" in out and "from 000000000000" in out
+    assert not (tmp_path / "runs/p0").exists()
+    assert pd.read_csv(res_dir / "results.csv").query("method != 'reference'")["run"].nunique() == 2 + 7
     # another design in the same folders: one line, exit 2, design.json kept
     before = (tmp_path / "design.json").read_text()
     assert main([a if a != "3" else "2" for a in args]) == 2
@@ -195,3 +217,16 @@ def test_a_pilots_design_may_grow_and_nothing_else_changes(tmp_path):
     pilot.check_design(other, pilot=True)
     with pytest.raises(UserError, match="alphas"):              # a pilot's grid cannot change
         Study(preset="digits", out=str(tmp_path), units=8, alphas=(1.0, 3.0)).check_design(other)
+
+
+def test_a_record_of_another_format_or_other_ood_sets_is_refused(tmp_path):
+    study = Study(preset="digits", out=str(tmp_path / "s"), units=2, pretrained_models=2)
+    rec = tmp_path / "records" / "p0" / "pretrained.json"
+    rec.parent.mkdir(parents=True)
+    assert study.read_record("p0/pretrained", tmp_path / "records") is None
+    sets = [list(s) for s in study.eval_sets()]
+    for bad, msg in (({"format": 0, "sets": sets}, "format 0"),
+                     ({"format": 1, "sets": sets[:1]}, "evaluated on the OOD sets")):
+        rec.write_text(json.dumps(bad))
+        with pytest.raises(UserError, match=msg):
+            study.read_record("p0/pretrained", tmp_path / "records")
