@@ -42,9 +42,7 @@ import torch
 from torch import nn
 
 BN_REGIMES = ("separate", "joint", "id-stats")
-#: the forward structure of each method in its reference code (methods.py)
-REFERENCE_FORWARD = {"baseline": "separate", "ce": "separate", "oe": "joint", "energy_oe": "joint",
-                     "mixoe": "separate", "logit_mixoe": "joint"}
+# the forward structure of each method in its reference code: methods.METHODS[m].reference_bn
 
 
 def joint_forward(bn: str) -> bool:

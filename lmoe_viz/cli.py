@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 from .batchnorm import BN_REGIMES
-from .config import DECODES, METHODS, MIX_LAYERS, MIX_OPS, OUTLIERS, SELECTS, RunConfig
+from .config import DECODES, MIX_LAYERS, MIX_OPS, OUTLIERS, SELECTS, RunConfig
 from .data.protocols import PROTOCOLS
 from .errors import UserError
 from .losses import LC_MODES
+from .methods import METHODS, PRETRAINING
 from .metrics import METRIC_CONVENTIONS
+from .scores import SCORES
 
 
 def _common(p: argparse.ArgumentParser, from_checkpoint: bool = False) -> None:
@@ -89,13 +91,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     f = sub.add_parser("finetune", help="fine-tune with OE, MixOE or Logit MixOE")
     _train_args(f)
     f.add_argument("--init", required=True, help="checkpoint from `lmoe-viz pretrain`")
-    f.add_argument("--method", required=True, help=", ".join(m for m in METHODS if m != "baseline"))
+    f.add_argument("--method", required=True, help=", ".join(m for m in METHODS if m != PRETRAINING))
     f.add_argument("--lc", action="store_true", help="add the logit-consistency loss, eq. (15)")
     f.add_argument("--lc-mode", default="fixed", choices=LC_MODES,
                    help="L_LC: fixed (eq. 15), or adaptive: outlier-share, stop-id, norm (losses.py)")
     f.add_argument("--alpha", type=float, default=1.0)
     f.add_argument("--beta", type=float, default=None,
-                   help="outlier-term weight (default 1; energy_oe 0.1)")
+                   help="outlier-term weight (default 1" + _method_defaults("beta", 1.0) + ")")
     f.add_argument("--gamma", type=float, default=1.0)
     f.add_argument("--mix-op", default="mixup", help=", ".join(MIX_OPS))
     f.add_argument("--mix-layer", default=None, help=", ".join(MIX_LAYERS))
@@ -112,7 +114,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     f.add_argument("--noise-add", type=float, default=0.4, help="additive noise level (feature_MixOE 0.4)")
     f.add_argument("--noise-mult", type=float, default=0.2, help="multiplicative noise level (0.2)")
     f.add_argument("--aux-ratio", type=int, default=None,
-                   help="outlier batch = ratio x ID batch (default 2 for oe/energy_oe as MixOE, else 1)")
+                   help="outlier batch = ratio x ID batch (default 1" + _method_defaults("aux_ratio", 1)
+                        + ", as MixOE)")
     f.add_argument("--m-in", type=float, default=-13.0, help="Energy-OE ID margin")
     f.add_argument("--m-out", type=float, default=-6.0, help="Energy-OE outlier margin")
     f.add_argument("--outliers", default="crops", choices=OUTLIERS,
@@ -121,7 +124,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics of a checkpoint under a named protocol")
     _common(e, from_checkpoint=True)
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--score", default="msp", help="msp, maxlogit, energy, l2norm")
+    e.add_argument("--score", default="msp", help=", ".join(SCORES))
     e.add_argument("--protocol", default="holdout", choices=PROTOCOLS,
                    help="holdout (ID test vs held-out classes), paper (ID val vs WebVision, "
                         "Table I), coarse (ID test vs the other datasets)")
@@ -145,6 +148,12 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     return parser
 
 
+def _method_defaults(field: str, common) -> str:
+    """``; energy_oe 0.1``: the methods whose registry default of ``field`` differs."""
+    return "".join(f"; {n} {getattr(m, field):g}" for n, m in METHODS.items()
+                   if getattr(m, field) != common)
+
+
 def _exclude(spec: str) -> str:
     """A WebVision exclusion file is recorded by its absolute path (runs move between dirs)."""
     return spec if spec in ("mixoe", "none") else str(Path(spec).resolve())
@@ -152,7 +161,7 @@ def _exclude(spec: str) -> str:
 
 def config_from_args(args) -> RunConfig:
     extra = {"aux_root": args.aux_root} if getattr(args, "aux_root", None) else {}
-    method = getattr(args, "method", "baseline")
+    method = getattr(args, "method", PRETRAINING)
     return RunConfig(
         preset=args.preset, method=method, lc=getattr(args, "lc", False),
         alpha=getattr(args, "alpha", 1.0), beta=getattr(args, "beta", None),
@@ -189,7 +198,6 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .evaluation import evaluate_checkpoint
     from .io import atomic_write_json
-    from .scores import SCORES
     from .runtime import resolve_device
     from .models import load_checkpoint
     if args.score not in SCORES:

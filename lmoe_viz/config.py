@@ -12,16 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .batchnorm import BN_REGIMES, REFERENCE_FORWARD
+from .batchnorm import BN_REGIMES
 from .errors import UserError
 from .io import file_sha256
 from .losses import LC_MODES
+from .methods import ID_ONLY, METHODS, PRETRAINING, method_spec
 from .runtime import default_workers
 
-METHODS = ("baseline", "ce", "oe", "energy_oe", "mixoe", "logit_mixoe")
-#: methods that train on ID images only: pretraining, and the CE fine-tune (the control
-#: for "fine-tuned longer": the same schedule from the same pretrained model, no outliers)
-ID_ONLY_METHODS = ("baseline", "ce")
 MIX_OPS = ("mixup", "cutmix")
 MIX_LAYERS = ("input", "stem", "layer1", "layer2", "layer3", "layer4", "fc")
 DEVICES = ("auto", "cpu", "cuda")
@@ -34,21 +31,12 @@ MIX_NOISES = ("none", "additive", "multiplicative", "both")
 #: auxiliary outliers of the embedded presets (data/outliers.py): photo crops, or photo
 #: textures in ID-matched shapes (no intensity shortcut); the paper presets use WebVision
 OUTLIERS = ("crops", "matched")
-#: default BatchNorm regime of each method: its reference code's forwards (batchnorm.py)
-DEFAULT_BN = dict(REFERENCE_FORWARD)
-#: outlier batch = ratio x ID batch: MixOE's OE and Energy-OE draw twice the ID batch
-DEFAULT_AUX_RATIO = {"oe": 2, "energy_oe": 2}
-#: beta of the outlier term: MixOE's Energy-OE uses 0.1, every other method 1
-DEFAULT_BETA = {"energy_oe": 0.1}
-
-#: default mixing place of each method: MixOE mixes inputs, Logit MixOE logits (eq. 13)
-DEFAULT_MIX_LAYER = {"mixoe": "input", "logit_mixoe": "fc"}
 
 
 @dataclass
 class RunConfig:
     preset: str = "digits"
-    method: str = "baseline"          # baseline (CE on ID), ce (CE fine-tune), oe, mixoe, logit_mixoe
+    method: str = PRETRAINING         # methods.METHODS: baseline (CE on ID), ce, oe, energy_oe, ...
     lc: bool = False                  # add the logit-consistency term, eq. (15)-(16)
     lc_mode: str = "fixed"            # L_LC: fixed (eq. 15) | outlier-share | stop-id | norm
     alpha: float = 1.0                # lambda ~ Beta(alpha, alpha)
@@ -92,7 +80,7 @@ class RunConfig:
         from .data.presets import PRESETS
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
-        _choice("method", self.method, METHODS)
+        _choice("method", self.method, tuple(METHODS))
         _choice("mix_op", self.mix_op, MIX_OPS)
         _choice("device", self.device, DEVICES)
         if self.mix_layer is not None:
@@ -134,28 +122,31 @@ class RunConfig:
                 raise UserError(f"{name} must be >= 0, got {v!r}")
 
     def _validate_combinations(self) -> None:
-        if self.lc and self.method not in ("mixoe", "logit_mixoe"):
-            raise UserError(f"--lc applies to mixoe and logit_mixoe, not to method {self.method!r}")
+        spec = method_spec(self.method)
+        mixing = [n for n, m in METHODS.items() if m.mixes]
+        if self.lc and not spec.mixes:
+            raise UserError(f"--lc applies to {' and '.join(mixing)}, not to method {self.method!r}")
         if self.lc_mode != "fixed" and not self.lc:
             raise UserError(f"--lc-mode {self.lc_mode} shapes the L_LC term: add --lc")
-        if self.method == "mixoe" and self.mix_layer not in (None, "input"):
-            raise UserError(f"mixoe mixes inputs; mix_layer {self.mix_layer!r} needs "
-                            "--method logit_mixoe (layer1..layer4 is the intermediate-layer extension)")
-        if self.method == "logit_mixoe" and self.mix_layer == "input":
-            raise UserError("logit_mixoe with mix_layer 'input' is MixOE: use --method mixoe")
+        if spec.mixes and self.mix_layer is not None and self.mix_layer not in spec.mix_layers:
+            other = [n for n, m in METHODS.items() if self.mix_layer in m.mix_layers]
+            raise UserError(f"{self.method} mixes at {', '.join(spec.mix_layers)}; mix_layer "
+                            f"{self.mix_layer!r} needs --method {' or '.join(other)}")
         if self.mix_continue == "mixed" and self.id_forward != "separate":
             raise UserError("mix_continue 'mixed' continues only the mixed half, so the ID CE "
                             "needs its own forward: add --id-forward separate (feature_MixOE)")
-        if self.method != "logit_mixoe" and (self.mix_continue != "all" or self.mix_noise != "none"
-                                             or self.id_forward != "shared"):
-            raise UserError(f"--mix-continue/--id-forward/--mix-noise are Logit MixOE options "
-                            f"(feature_MixOE), not for method {self.method!r}")
+        if not spec.feature_options and (self.mix_continue != "all" or self.mix_noise != "none"
+                                         or self.id_forward != "shared"):
+            takes = [m.label for m in METHODS.values() if m.feature_options]
+            raise UserError(f"--mix-continue/--id-forward/--mix-noise are {' and '.join(takes)} "
+                            f"options (feature_MixOE), not for method {self.method!r}")
 
     def resolved(self) -> "RunConfig":
         """A copy with every ``None`` default filled from the preset and the method."""
         from .data.presets import get_preset
         preset = get_preset(self.preset)
-        finetune = self.method != "baseline"
+        spec = method_spec(self.method)
+        finetune = not spec.pretrains
         d = preset.finetune_defaults if finetune else preset.pretrain_defaults
         out = dataclasses.replace(self)
         for key in ("epochs", "batch_size", "lr", "weight_decay"):
@@ -166,14 +157,14 @@ class RunConfig:
         if out.decode != "pil" and preset.arch != "resnet50":
             raise UserError(f"--decode {out.decode} applies to the paper presets (JPEG files); "
                             f"{preset.name} holds its images in memory: leave --decode out")
-        if out.bn is None:
-            out.bn = DEFAULT_BN[out.method]
+        if out.bn is None:               # the defaults of the method (methods.METHODS)
+            out.bn = spec.reference_bn
         if out.mix_layer is None:
-            out.mix_layer = DEFAULT_MIX_LAYER.get(out.method, "input")
+            out.mix_layer = spec.mix_layers[0] if spec.mix_layers else "input"
         if out.beta is None:
-            out.beta = DEFAULT_BETA.get(out.method, 1.0)
+            out.beta = spec.beta
         if out.aux_ratio is None:
-            out.aux_ratio = DEFAULT_AUX_RATIO.get(out.method, 1)
+            out.aux_ratio = spec.aux_ratio
         if out.select is None:
             out.select = preset.default_select
         if not finetune and out.weights is None:
@@ -222,7 +213,7 @@ class RunConfig:
             d.pop(key)
         if d["decode"] == "pil":            # the default decode adds nothing: old names stay
             d.pop("decode")
-        if d["outliers"] == "crops" or d["method"] in ID_ONLY_METHODS:   # the default, or unused
+        if d["outliers"] == "crops" or d["method"] in ID_ONLY:   # the default, or unused
             d.pop("outliers")
         # names of runs made before --bn / --lc-mode stay valid: the regime keeps its old
         # key, and the default L_LC adds nothing

@@ -14,34 +14,27 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
+from .methods import METHODS, MIXING, PRETRAINING, method_spec, model_label
 from .errors import UserError
 
 PRETRAINED = "pretrained"
 REFERENCE_TABLE = Path(__file__).resolve().parents[1] / "data" / "paper_table1.csv"
 #: the datasets of the paper's Table I (data/paper_table1.csv)
 PAPER_DATASETS = ("bird", "aircraft", "butterfly")
-#: the five models of Figs. 3-4, in the paper's order
-FIGURE_MODELS = (("baseline", False), ("mixoe", False), ("logit_mixoe", False),
-                 ("mixoe", True), ("logit_mixoe", True))
-
-
-def model_label(method: str, lc: bool = False, lc_mode: str = "fixed") -> str:
-    """The paper's names; an adaptive L_LC adds its mode: ``Logit MixOE w/ L_LC (norm)``."""
-    names = {"baseline": "Pretrained", "ce": "CE fine-tune", "oe": "OE", "energy_oe": "Energy-OE", "mixoe": "MixOE",
-             "logit_mixoe": "Logit MixOE"}
-    if not lc:
-        return names[method]
-    return names[method] + " w/ L_LC" + ("" if lc_mode == "fixed" else f" ({lc_mode})")
+#: the five models of Figs. 3-4, in the paper's order: the pretrained model, then the
+#: mixing methods without, then with L_LC
+FIGURE_MODELS = ((PRETRAINING, False),) + tuple((m, lc) for lc in (False, True) for m in MIXING)
 
 
 def cell_name(method: str, lc: bool, alpha: float, seed: int, lc_mode: str = "fixed",
               bn: str | None = None) -> str:
     """Run folder name of a grid cell; ``_lc-<mode>`` for an adaptive L_LC and ``_bn-<regime>``
     when the grid names a BatchNorm regime (none: each method's reference default)."""
-    if method == "baseline":
+    spec = method_spec(method)
+    if spec.pretrains:
         return PRETRAINED
     tail = f"_s{seed}" + (f"_bn-{bn}" if bn else "")
-    if method in ("ce", "oe", "energy_oe"):
+    if not spec.mixes:
         return f"{method}{tail}"
     lc_part = ("_lc" if lc_mode == "fixed" else f"_lc-{lc_mode}") if lc else ""
     return f"{method}{lc_part}_a{alpha:g}{tail}"
@@ -51,7 +44,7 @@ def cell_name(method: str, lc: bool, alpha: float, seed: int, lc_mode: str = "fi
 class Grid:
     preset: str = "digits"
     runs_dir: str = "runs/digits"
-    methods: tuple = ("mixoe", "logit_mixoe")
+    methods: tuple = MIXING
     lcs: tuple = (False, True)
     alphas: tuple = (1.0,)
     seeds: tuple = (0,)
@@ -76,13 +69,12 @@ class Grid:
     def finetune_config(self, method: str, seed: int, lc: bool = False, alpha: float = 1.0,
                         lc_mode: str = "fixed") -> RunConfig:
         init = str(Path(self.runs_dir) / PRETRAINED / "checkpoint.pt")
-        kw = {} if method in ("ce", "oe", "energy_oe") else {"lc": lc, "alpha": float(alpha),
-                                                         "lc_mode": lc_mode}
+        kw = {"lc": lc, "alpha": float(alpha), "lc_mode": lc_mode} if method_spec(method).mixes else {}
         return self.base(method=method, seed=seed, epochs=self.finetune_epochs, init=init,
                          bn=self.bn, **kw)
 
     def pretrain_config(self) -> RunConfig:
-        return self.base(method="baseline", epochs=self.pretrain_epochs, seed=self.pretrain_seed)
+        return self.base(method=PRETRAINING, epochs=self.pretrain_epochs, seed=self.pretrain_seed)
 
     def cells(self) -> list[RunConfig]:
         out = []
@@ -141,7 +133,7 @@ class Grid:
         """The models of Figs. 3-4 that this grid trains, and a note for each left out."""
         keep, notes = [], []
         for method, lc in FIGURE_MODELS:
-            if method == "baseline" or (method in self.methods and lc in self.lcs):
+            if method == PRETRAINING or (method in self.methods and lc in self.lcs):
                 keep.append((method, lc))
             else:
                 notes.append(f"{model_label(method, lc)} is not in the grid (methods "
@@ -161,7 +153,7 @@ class Grid:
         train(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED, progress=False)
         runs = {}
         for method, lc in models:
-            if method == "baseline":
+            if method == PRETRAINING:
                 runs[model_label(method)] = Path(self.runs_dir) / PRETRAINED
                 continue
             cfg = self.finetune_config(method, seed, lc, alpha)
@@ -232,7 +224,7 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
         rows.append({"run": path.parent.name, "method": c["method"], "lc": bool(c["lc"]),
                      "lc_mode": lc_mode if c["lc"] else "",
                      "bn": _bn_label(c), "recalibrate_bn": recalibrate_bn,
-                     "alpha": c["alpha"] if c["method"] in ("mixoe", "logit_mixoe") else np.nan,
+                     "alpha": c["alpha"] if METHODS[c["method"]].mixes else np.nan,
                      "seed": c["seed"], "model": model_label(c["method"], c["lc"], lc_mode),
                      "protocol": protocol, "score": score, "metric_convention": convention,
                      "weights": _weights_label(m.get("weights")),
@@ -247,7 +239,7 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
 def _bn_label(config: dict) -> str:
     """The run's BatchNorm regime; ``ID only`` for pretraining (ID forwards only: every
     regime is the same). Not ``n/a``: pandas reads that back as a missing value."""
-    return "ID only" if config["method"] == "baseline" else config.get("bn", config.get("batching"))
+    return "ID only" if METHODS[config["method"]].pretrains else config.get("bn", config.get("batching"))
 
 
 def _weights_label(rec) -> str:
@@ -275,8 +267,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["alpha", "method", "lc", "model"]
     keys += [k for k in ("lc_mode", "bn", "protocol", "score", "metric_convention") if k in df]
     out = mean_std_over_seeds(df, keys)
-    order = {"baseline": 0, "ce": 0.5, "oe": 1, "energy_oe": 1.5, "mixoe": 2, "logit_mixoe": 3}
-    out["_o"] = out["method"].map(order)
+    out["_o"] = out["method"].map({n: m.order for n, m in METHODS.items()})
     out = out.sort_values(["_o"]).sort_values(["alpha", "_o", "lc"], na_position="first", kind="stable")
     return out.drop(columns="_o").reset_index(drop=True)
 

@@ -51,11 +51,15 @@ L_LC (``lc_mode``, losses.py): ``fixed`` is eq. (15); ``outlier-share``, ``stop-
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import numpy as np
 import torch
 
 from . import losses as L
 from .batchnorm import frozen_running_stats, joint_forward
+from .errors import UserError
 
 
 def draw_mix(rng: np.random.Generator, alpha: float, mix_op: str, height: int, width: int):
@@ -185,8 +189,66 @@ def _mix_terms(cfg, k, y, z_in, z_mix, lam, z_mixed_input, z_out, n):
     return loss, terms
 
 
-OBJECTIVES = {"baseline": baseline, "ce": baseline, "oe": oe, "energy_oe": energy_oe, "mixoe": mixoe,
-              "logit_mixoe": logit_mixoe}
+@dataclass(frozen=True)
+class Method:
+    """Everything the package knows about one method: every other module asks
+    :data:`METHODS` (a new method is one entry here, with its objective above)."""
+    name: str
+    label: str                          # the paper's name, in tables and figures
+    objective: Callable
+    outliers: bool                      # trains on auxiliary outliers (else ID images only)
+    mixes: bool                         # draws lambda ~ Beta(alpha, alpha); takes alpha and L_LC
+    reference_bn: str                   # the forwards of its reference code (batchnorm.py)
+    order: float                        # its place in tables, the pretrained model first
+    mix_layers: tuple = ()              # where it may mix; the first is its default
+    aux_ratio: int = 1                  # outlier batch = ratio x ID batch
+    beta: float = 1.0                   # weight of the outlier term
+    feature_options: bool = False       # takes feature_MixOE's id_forward / mix_continue / mix_noise
+    colors: tuple = (None, None)        # palette indices (plots.PALETTE) without / with L_LC
+    pretrains: bool = False             # the pretraining run (CE from the initial weights)
+
+
+#: the methods, in table order. MixOE's OE and Energy-OE draw an outlier batch twice the
+#: ID batch and its Energy-OE weighs the outlier term 0.1 (REFERENCES.md); the reference
+#: forwards are MixOE's code (separate) and LogitMix's (joint), batchnorm.py
+METHODS = {m.name: m for m in (
+    Method("baseline", "Pretrained", baseline, outliers=False, mixes=False,
+           reference_bn="separate", order=0, colors=(7, None), pretrains=True),
+    Method("ce", "CE fine-tune", baseline, outliers=False, mixes=False,
+           reference_bn="separate", order=0.5),
+    Method("oe", "OE", oe, outliers=True, mixes=False, reference_bn="joint", order=1,
+           aux_ratio=2, colors=(4, None)),
+    Method("energy_oe", "Energy-OE", energy_oe, outliers=True, mixes=False,
+           reference_bn="joint", order=1.5, aux_ratio=2, beta=0.1),
+    Method("mixoe", "MixOE", mixoe, outliers=True, mixes=True, reference_bn="separate",
+           order=2, mix_layers=("input",), colors=(0, 2)),
+    Method("logit_mixoe", "Logit MixOE", logit_mixoe, outliers=True, mixes=True,
+           reference_bn="joint", order=3,
+           mix_layers=("fc", "stem", "layer1", "layer2", "layer3", "layer4"),
+           feature_options=True, colors=(1, 3)),
+)}
+#: the methods that mix ID and outliers (claims 1-5 compare them), in table order
+MIXING = tuple(n for n, m in METHODS.items() if m.mixes)
+#: methods that train on ID images only: pretraining, and the CE fine-tune (the control
+#: for "fine-tuned longer": the same schedule from the same pretrained model, no outliers)
+ID_ONLY = tuple(n for n, m in METHODS.items() if not m.outliers)
+#: the pretraining method (every fine-tune starts from its checkpoint)
+PRETRAINING = next(n for n, m in METHODS.items() if m.pretrains)
+
+
+def method_spec(name: str) -> Method:
+    """The registry entry of ``name``; one line naming the choices if there is none."""
+    if name not in METHODS:
+        raise UserError(f"unknown method {name!r}; choose one of {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def model_label(method: str, lc: bool = False, lc_mode: str = "fixed") -> str:
+    """The paper's names; an adaptive L_LC adds its mode: ``Logit MixOE w/ L_LC (norm)``."""
+    label = method_spec(method).label
+    if not lc:
+        return label
+    return label + " w/ L_LC" + ("" if lc_mode == "fixed" else f" ({lc_mode})")
 
 
 def objective(model, cfg, num_classes: int, x_in, y, x_out=None, lam: float = 1.0,
@@ -194,5 +256,5 @@ def objective(model, cfg, num_classes: int, x_in, y, x_out=None, lam: float = 1.
     """The loss of ``cfg.method`` for one step, and the terms to log: detached tensors on
     the step's device (the loop sums them there and reads them once per log interval)
     and ``lam`` as a float."""
-    loss, terms = OBJECTIVES[cfg.method](model, cfg, num_classes, x_in, y, x_out, lam, box)
+    loss, terms = METHODS[cfg.method].objective(model, cfg, num_classes, x_in, y, x_out, lam, box)
     return loss, {k: v.detach() if torch.is_tensor(v) else float(v) for k, v in terms.items()}

@@ -1,7 +1,7 @@
 """Pure figure functions: arrays in, Axes (or Figure for grids) out; nothing calls show().
 
 Conventions (STYLE.md): ``ax=None`` falls back to the current Axes; one colour per model
-across all figures (:data:`MODEL_COLORS`, seaborn's colour-blind-safe palette); figures
+across all figures (:func:`model_colors`, seaborn's colour-blind-safe palette); figures
 sized for a paper column (3.5 in wide per panel) and saved at print resolution.
 """
 from __future__ import annotations
@@ -14,18 +14,26 @@ import seaborn as sns
 from scipy.stats import beta as beta_dist
 
 from .io import ensure_dir
+from .methods import METHODS, model_label
 from .sampling import sample_rows
 
-_PAL = sns.color_palette("colorblind", 10)
-MODEL_COLORS = {"Pretrained": _PAL[7], "OE": _PAL[4], "MixOE": _PAL[0], "Logit MixOE": _PAL[1],
-                "MixOE w/ L_LC": _PAL[2], "Logit MixOE w/ L_LC": _PAL[3]}
+PALETTE = sns.color_palette("colorblind", 10)
+_PAL = PALETTE                      # the name claimplots.py imports
 OOD_COLOR = "0.15"
 COLUMN_WIDTH = 3.5   # inches
 DPI = 300
 
 
+def model_colors() -> dict:
+    """{model label: colour}, from each method's registry entry (methods.Method.colors),
+    read when called, so a method registered later has its colour too."""
+    return {model_label(n, lc): PALETTE[i] for n, m in METHODS.items()
+            for lc, i in zip((False, True), m.colors) if i is not None}
+
+
 def model_color(label: str):
-    return MODEL_COLORS.get(label, _PAL[9])
+    """A model's colour; one without (CE fine-tune, Energy-OE, adaptive L_LC) takes PALETTE[9]."""
+    return model_colors().get(label, PALETTE[9])
 
 
 def _ax(ax):
@@ -126,7 +134,7 @@ def sample_logit_responses(resp: dict, ax=None, title: str | None = None):
     ax = _ax(ax)
     k = len(resp["id"])
     width = 0.8 / len(RESPONSE_SERIES)
-    colors = [_PAL[0], OOD_COLOR, _PAL[2], _PAL[3]]
+    colors = [PALETTE[0], OOD_COLOR, PALETTE[2], PALETTE[3]]
     for j, ((key, name), c) in enumerate(zip(RESPONSE_SERIES, colors)):
         ax.bar(np.arange(k) + (j - 1.5) * width, resp[key], width=width, color=c, label=name)
     ax.axhline(0, color="0.5", linewidth=0.6)
@@ -161,7 +169,7 @@ def beta_densities(alphas, ax=None, grid: int = 400, fmt: str = "g"):
 def lambda_histogram(lambdas, alpha: float, ax=None, bins: int = 20):
     """Histogram of the lambdas drawn during training, with the Beta density over it."""
     ax = _ax(ax)
-    ax.hist(lambdas, bins=bins, range=(0, 1), density=True, color=_PAL[0], alpha=0.6,
+    ax.hist(lambdas, bins=bins, range=(0, 1), density=True, color=PALETTE[0], alpha=0.6,
             label=f"drawn (n = {len(lambdas)})")
     x = np.linspace(0.002, 0.998, 200)
     ax.plot(x, beta_dist.pdf(x, alpha, alpha), color=OOD_COLOR, label="Beta density")

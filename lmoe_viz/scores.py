@@ -1,5 +1,14 @@
-"""OOD scores computed from saved logits. Convention: higher = more in-distribution."""
+"""OOD scores computed from saved logits, in a registry. Convention: higher = more
+in-distribution.
+
+A score is one :class:`Score` entry of :data:`SCORES` (its name, its function of the
+logits, its label); every other module (the CLI's choices, the study's rows, the widgets'
+menu) asks the registry, so a new score is one function and one entry here.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 from scipy.special import logsumexp, softmax
@@ -28,10 +37,25 @@ def logit_norm(logits) -> np.ndarray:
     return np.linalg.norm(np.asarray(logits, dtype=np.float64), axis=1)
 
 
-SCORES = {"msp": msp, "maxlogit": maxlogit, "energy": energy, "l2norm": logit_norm}
+@dataclass(frozen=True)
+class Score:
+    name: str
+    fn: Callable                # logits (N, K) -> scores (N,), higher = more in-distribution
+    label: str                  # in tables and figure axes
+    reference: str              # where it comes from
+
+
+#: the scores, in table order
+SCORES = {s.name: s for s in (
+    Score("msp", msp, "MSP", "Hendrycks & Gimpel, 2017"),
+    Score("maxlogit", maxlogit, "MaxLogit", "Hendrycks et al., 2022"),
+    Score("energy", energy, "Energy", "Liu et al., 2020"),
+    Score("l2norm", logit_norm, "||z||", "the logit norm of Fig. 3"),
+)}
 
 
 def score(name: str, logits) -> np.ndarray:
+    """Score ``logits`` with the registry entry ``name``."""
     if name not in SCORES:
         raise UserError(f"unknown score {name!r}; choose one of {', '.join(SCORES)}")
-    return SCORES[name](logits)
+    return SCORES[name].fn(logits)

@@ -49,14 +49,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .claims import ADAPTIVE_MODES, MIN_UNITS, MIXING
+from .claims import ADAPTIVE_MODES, MIN_UNITS
 from .config import RunConfig
 from .errors import UserError
-from .experiments import PRETRAINED, Grid, _bn_label, model_label
+from .experiments import PRETRAINED, Grid, _bn_label
 from .io import atomic_write_text, file_sha256
 from .machine import cpu_cores, cpu_model
+from .methods import METHODS, MIXING, model_label
+from .scores import SCORES
 
-SCORES = ("msp", "maxlogit", "energy", "l2norm")
 #: the sizes of a design that may grow after its pilot
 SIZES = ("units", "extra_units", "pretrained_models")
 #: the near-OOD set: the held-out classes' test images
@@ -226,7 +227,7 @@ class Study:
                                splits=self.splits)
         config = meta["config"]
         init = None
-        if config["method"] != "baseline":
+        if not METHODS[config["method"]].pretrains:
             init = self.runs_dir / name.split("/")[0] / PRETRAINED / "checkpoint.pt"
         return {"format": RECORD_FORMAT, "run": name, "sets": [list(s) for s in sets],
                 "checkpoint_sha256": file_sha256(run / "checkpoint.pt"),
@@ -373,8 +374,7 @@ def reference_rows(splits, cfg, sets) -> list[dict]:
 
 
 #: the models of the BatchNorm table, each trained under every regime
-BN_TABLE_MODELS = (("oe", False), ("mixoe", False), ("mixoe", True), ("logit_mixoe", False),
-                   ("logit_mixoe", True))
+BN_TABLE_MODELS = (("oe", False),) + tuple((m, lc) for m in MIXING for lc in (False, True))
 
 
 def bn_table_cells(study: Study, alpha: float = 1.0, seed: int = 0) -> list[RunConfig]:
@@ -459,7 +459,7 @@ def _finished(run: Path) -> bool:
 
 
 def _describe(name: str, c: dict) -> dict:
-    mixing = c["method"] in MIXING
+    mixing = METHODS[c["method"]].mixes
     lc_mode = c.get("lc_mode", "fixed") if c["lc"] else ""
     return {"run": name, "method": c["method"], "lc": bool(c["lc"]), "lc_mode": lc_mode,
             "variant": ("lc-" + (lc_mode or "fixed")) if c["lc"] else "no-lc",
@@ -471,7 +471,7 @@ def _describe(name: str, c: dict) -> dict:
 
 def _pretrain_seed(name: str, c: dict) -> int:
     """The pretraining seed of a run: its own seed for a pretraining, else its folder's."""
-    return int(c["seed"]) if c["method"] == "baseline" else int(name.split("/")[0][1:])
+    return int(c["seed"]) if METHODS[c["method"]].pretrains else int(name.split("/")[0][1:])
 
 
 def _rows(name: str, config: dict, protocol: str, ood_set: str, idt: dict, ood: dict) -> list:

@@ -32,6 +32,7 @@ from .experiments import PRETRAINED, Grid, export_table, summary_table
 from .jobs import (ENDED_BADLY, LIVE, PARALLEL, PAPER_TIMEOUT_MIN, TIMEOUT_MIN, TrainJob,
                    cuda_devices, job_error, job_paths, job_resources, local_gpus, make_executor, one_line,
                    parallel_of, pickled_error, slurm_states)
+from .methods import MIXING
 
 MANIFEST = "sweep.json"
 
@@ -237,7 +238,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default=None, help="sweep folder (runs/, tables/, sweep.json inside)")
     p.add_argument("--status", default=None, metavar="DIR",
                    help="show the state of the sweep in DIR; gather its table when every cell finished")
-    p.add_argument("--methods", nargs="+", default=["mixoe", "logit_mixoe"])
+    p.add_argument("--methods", nargs="+", default=list(MIXING))
     p.add_argument("--lc", nargs="+", default=["off", "on"], help="off, on or both")
     p.add_argument("--alphas", nargs="+", type=float, default=[0.1, 0.3, 1.0, 3.0, 5.0, 10.0])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])

@@ -37,11 +37,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import ID_ONLY_METHODS, RunConfig
+from .config import RunConfig
 from .errors import TrainingError, UserError
 from .extract import predict_all
 from .io import atomic_write_json, check_can_create, dict_hash, file_sha256, read_json
-from .methods import draw_mix, objective
+from .methods import METHODS, draw_mix, objective
 from .metrics import accuracy, evaluate_logits
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
                      model_from_checkpoint, save_checkpoint)
@@ -186,7 +186,7 @@ def _loaders(cfg, splits, device, rank, world):
     id_loader = stream_loader(splits.id_train, cfg.batch_size, cfg.seed, rank, world,
                               cfg.num_workers, pin, stream=0,
                               drop_last=n_id // world > cfg.batch_size)
-    if cfg.method in ID_ONLY_METHODS:
+    if not METHODS[cfg.method].outliers:
         return id_loader, None
     batch = cfg.batch_size * cfg.aux_ratio
     if len(splits.aux) < batch * world:
@@ -270,7 +270,7 @@ def _train_epoch(run: Run, state: dict, epoch: int, progress: bool) -> dict:
         x_out, lam, box = None, 1.0, None
         if aux_iter is not None:
             x_out = _to(next(aux_iter)[0], device, cl)
-            if cfg.method in ("mixoe", "logit_mixoe"):
+            if METHODS[cfg.method].mixes:
                 lam, box = draw_mix(mix_rng, cfg.alpha, cfg.mix_op, h, w)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss, terms = objective(run.net, cfg, run.splits.num_classes, x, y, x_out, lam, box)

@@ -88,6 +88,7 @@ def test_draw_mix_is_seeded():
     ({"preset": "cifar"}, "unknown preset 'cifar'"), ({"mix_op": "cutout"}, "unknown mix_op"),
     ({"method": "oe", "lc": True}, "--lc applies to mixoe and logit_mixoe"),
     ({"method": "mixoe", "mix_layer": "layer2"}, "needs --method logit_mixoe"),
+    ({"method": "logit_mixoe", "mix_layer": "input"}, "mix_layer 'input' needs --method mixoe"),
     ({"method": "logit_mixoe", "mix_continue": "mixed"}, "add --id-forward separate"),
     ({"method": "mixoe", "id_forward": "separate"}, "are Logit MixOE options"),
     ({"method": "logit_mixoe", "mix_noise": "gauss"}, "unknown mix_noise 'gauss'"),

@@ -20,7 +20,7 @@ def test_norm_histogram(logits):
     assert len(ax.patches) == 10 + 1          # ID bars + one OOD step outline
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ID test", "OOD test"]
     assert ax.get_title() == "Pretrained" and "norm" in ax.get_xlabel()
-    assert ax.patches[0].get_facecolor()[:3] == pytest.approx(plots.MODEL_COLORS["Pretrained"])
+    assert ax.patches[0].get_facecolor()[:3] == pytest.approx(plots.model_colors()["Pretrained"])
 
 
 def test_norm_histogram_grid_shares_range(logits):
@@ -78,7 +78,7 @@ def test_each_model_is_drawn_in_its_own_colour():
     """What the figures draw: the six models' ID bars pairwise distinct and none in the
     OOD colour; an unknown label (an adaptive L_LC) still gets a colour."""
     drawn = []
-    for label in list(plots.MODEL_COLORS) + ["Logit MixOE w/ L_LC (norm)"]:
+    for label in list(plots.model_colors()) + ["Logit MixOE w/ L_LC (norm)"]:
         fig, ax = plt.subplots()
         plots.norm_histogram(np.ones(5), np.ones(5) * 2, ax=ax, label=label, bins=3)
         drawn.append(tuple(np.round(ax.patches[0].get_facecolor()[:3], 4)))
