@@ -8,6 +8,7 @@ changes what is trained; its hash names runs and keys caches.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -100,13 +101,18 @@ class RunConfig:
         return self
 
     def _validate_numbers(self) -> None:
-        if not self.alpha > 0:
-            raise UserError(f"alpha must be > 0 (lambda ~ Beta(alpha, alpha)), got {self.alpha}; "
-                            "pass e.g. --alpha 1")
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise UserError(f"alpha must be a finite number > 0 (lambda ~ Beta(alpha, alpha)), "
+                            f"got {self.alpha}; pass e.g. --alpha 1")
+        for name in ("seed", "split"):       # numpy and torch seeds: 0 .. 2**32 - 1
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v < 2 ** 32:
+                raise UserError(f"{name} must be an integer in 0 .. 2**32 - 1, got {v!r}; "
+                                f"pass e.g. --{name} 0")
         for name in ("beta", "gamma", "noise_add", "noise_mult"):
             v = getattr(self, name)
-            if v is not None and not v >= 0:
-                raise UserError(f"{name} must be >= 0, got {v}; pass e.g. "
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise UserError(f"{name} must be a finite number >= 0, got {v}; pass e.g. "
                                 f"--{name.replace('_', '-')} 1")
         for name in ("epochs", "batch_size", "limit_batches", "aux_ratio", "eval_every"):
             v = getattr(self, name)
@@ -116,10 +122,15 @@ class RunConfig:
                                             or self.image_size < 32):
             raise UserError(f"image_size must be an integer >= 32, got {self.image_size!r}; "
                             "pass e.g. --image-size 64 (dry runs) or leave it out (448)")
-        for name in ("lr", "weight_decay"):
+        for name, example in (("lr", "0.01"), ("weight_decay", "0.0005")):
             v = getattr(self, name)
-            if v is not None and not v >= 0:
-                raise UserError(f"{name} must be >= 0, got {v!r}")
+            if v is not None and not (v >= 0 and math.isfinite(v)):
+                raise UserError(f"{name} must be a finite number >= 0, got {v!r}; pass e.g. "
+                                f"--{name.replace('_', '-')} {example}")
+        for name, example in (("m_in", "-13"), ("m_out", "-6")):      # Energy-OE margins
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"{name} must be a finite number, got {getattr(self, name)!r}; "
+                                f"pass e.g. --{name.replace('_', '-')} {example}")
 
     def _validate_combinations(self) -> None:
         spec = method_spec(self.method)

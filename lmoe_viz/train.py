@@ -84,6 +84,8 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     ``on_epoch(record, epochs)`` is called on rank 0 after each epoch (progress reports)."""
     cfg = cfg.resolved()
     out_dir = Path(out_dir)
+    if cfg.init is not None:
+        check_init(cfg.init)
     device = resolve_device(cfg.device)
     ddp = init_distributed(device)
     rank, world = dist_info()
@@ -116,6 +118,18 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     if ddp:
         dist.destroy_process_group()
     return load_checkpoint(out_dir / CKPT)["final"] if rank == 0 else {}
+
+
+def check_init(init) -> None:
+    """The checkpoint to fine-tune from is a file (one line naming it and the fix if not)."""
+    path = Path(init)
+    if path.is_dir():
+        inside = path / CKPT
+        fix = f"--init {inside}" if inside.is_file() else "the checkpoint.pt inside a run folder"
+        raise UserError(f"--init {init} is a folder, not a checkpoint; pass {fix}")
+    if not path.is_file():
+        raise UserError(f"--init {init}: no such checkpoint; pass the checkpoint.pt of a "
+                        "`lmoe-viz pretrain` run")
 
 
 def run_identity(cfg: RunConfig) -> dict:

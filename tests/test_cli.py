@@ -53,9 +53,21 @@ def _fails(argv, match, capsys):
 def test_bad_inputs(tmp_path, digits_pretrained, capsys):
     ft = ["finetune", "--preset", "digits", "--init", str(digits_pretrained), "--out",
           str(tmp_path / "x"), "--no-progress"]
-    _fails(ft + ["--method", "logit_mixoe", "--alpha", "0"], "alpha must be > 0", capsys)
-    _fails(ft + ["--method", "mixoe", "--beta", "-1"], "beta must be >= 0", capsys)
-    _fails(ft + ["--method", "mixoe", "--gamma", "-1"], "gamma must be >= 0", capsys)
+    _fails(ft + ["--method", "logit_mixoe", "--alpha", "0"], "alpha must be a finite number > 0", capsys)
+    _fails(ft + ["--method", "mixoe", "--beta", "-1"], "beta must be a finite number >= 0", capsys)
+    _fails(ft + ["--method", "mixoe", "--gamma", "-1"], "gamma must be a finite number >= 0", capsys)
+    _fails(ft + ["--method", "mixoe", "--alpha", "inf"], "alpha must be a finite number > 0", capsys)
+    _fails(ft + ["--method", "mixoe", "--beta", "nan"], "beta must be a finite number >= 0", capsys)
+    _fails(ft + ["--method", "energy_oe", "--m-in=-inf"], "m_in must be a finite number", capsys)
+    pre = ["pretrain", "--preset", "digits", "--out", str(tmp_path / "p"), "--no-progress"]
+    _fails(pre + ["--split", "-1"], "split must be an integer in 0 .. 2**32 - 1, got -1", capsys)
+    _fails(pre + ["--seed", str(2 ** 32)], "seed must be an integer in 0 .. 2**32 - 1", capsys)
+    ft_at = ["finetune", "--preset", "digits", "--method", "oe", "--out", str(tmp_path / "x"),
+             "--no-progress", "--init"]
+    _fails(ft_at + [str(tmp_path / "missing.pt")], "missing.pt: no such checkpoint; pass the "
+           "checkpoint.pt of a `lmoe-viz pretrain` run", capsys)
+    _fails(ft_at + [str(digits_pretrained.parent)],
+           f"is a folder, not a checkpoint; pass --init {digits_pretrained}", capsys)
     _fails(ft + ["--method", "vos"], "unknown method 'vos'", capsys)
     _fails(["pretrain", "--preset", "cifar", "--out", str(tmp_path / "p")], "unknown preset 'cifar'", capsys)
     _fails(["pretrain", "--preset", "bird", "--out", str(tmp_path / "p")], "needs --data-root", capsys)
@@ -75,6 +87,17 @@ def test_fashion_missing(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fashion, "DEBIAN_DIR", tmp_path / "no-debian")
     _fails(["data", "--preset", "fashion-mnist", "--data-root", str(tmp_path / "none")],
            "Fashion-MNIST not found", capsys)
+
+
+def test_a_data_root_given_is_used_or_refused_never_replaced(tmp_path, fashion_dir, capsys):
+    """Fashion-MNIST under --data-root, or one line: never the system copy instead."""
+    from lmoe_viz.data import fashion
+    (_, _, x_test, _), where = fashion.load(fashion_dir, download=False)
+    assert where == str(fashion_dir) and len(x_test) == 60      # the 6 a class of the fake
+    _fails(["pretrain", "--preset", "fashion-mnist", "--data-root", str(tmp_path / "nowhere"),
+            "--out", str(tmp_path / "p"), "--no-progress"],
+           f"Fashion-MNIST not found under --data-root {tmp_path / 'nowhere'}", capsys)
+    assert not (tmp_path / "p").exists()
 
 
 def test_wrong_architecture_init_and_other_run_in_out(tmp_path, fashion_dir, digits_pretrained, capsys):

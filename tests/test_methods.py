@@ -83,8 +83,8 @@ def test_draw_mix_is_seeded():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"alpha": 0}, "alpha must be > 0"), ({"beta": -1}, "beta must be >= 0"),
-    ({"gamma": -0.5}, "gamma must be >= 0"), ({"method": "vos"}, "unknown method 'vos'"),
+    ({"alpha": 0}, "alpha must be a finite number > 0"), ({"beta": -1}, "beta must be a finite number >= 0"),
+    ({"gamma": -0.5}, "gamma must be a finite number >= 0"), ({"method": "vos"}, "unknown method 'vos'"),
     ({"preset": "cifar"}, "unknown preset 'cifar'"), ({"mix_op": "cutout"}, "unknown mix_op"),
     ({"method": "oe", "lc": True}, "--lc applies to mixoe and logit_mixoe"),
     ({"method": "mixoe", "mix_layer": "layer2"}, "needs --method logit_mixoe"),

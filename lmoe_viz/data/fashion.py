@@ -1,9 +1,10 @@
 """Fashion-MNIST from the standard idx files.
 
-Where the files are looked for, in order: ``--data-root`` (the folder itself, or
-``FashionMNIST/raw`` below it as torchvision lays it out), Debian's package
-``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), and torchvision's
-checksummed download into ``--data-root`` or ``~/.cache/lmoe_viz`` as a last resort
+Where the files are looked for: a ``--data-root`` the user gives is used or refused, never
+replaced by another copy (the folder itself, ``fashion-mnist/`` or ``FashionMNIST/raw``
+below it as torchvision lays it out, then torchvision's checksummed download into it).
+Without one: ``$LMOE_VIZ_FASHION_DIR``, Debian's package ``dataset-fashion-mnist``
+(``/usr/share/datasets/fashion-mnist``), then the download into ``~/.cache/lmoe_viz``
 (never in tests: they pass a folder of local files).
 """
 from __future__ import annotations
@@ -26,10 +27,11 @@ FIX = ("pass --data-root DIR holding the four Fashion-MNIST idx files, or "
 
 
 def candidate_dirs(data_root) -> list[Path]:
-    dirs = []
+    """The folders searched, in order: only those under ``data_root`` when it is given."""
     if data_root:
         root = Path(data_root)
-        dirs += [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
+        return [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
+    dirs = []
     env = os.environ.get("LMOE_VIZ_FASHION_DIR")
     if env:
         dirs.append(Path(env))
@@ -73,8 +75,12 @@ def load(data_root=None, download: bool = True):
     if d is None and download:
         d = _download(data_root)
     if d is None:
-        raise UserError("Fashion-MNIST not found in " + ", ".join(map(str, candidate_dirs(data_root)))
-                        + "; " + FIX)
+        where = ", ".join(map(str, candidate_dirs(data_root)))
+        if data_root:
+            raise UserError(f"Fashion-MNIST not found under --data-root {data_root} (looked in "
+                            f"{where}); put the four idx files there, or leave --data-root out "
+                            f"to use the system copy ({DEBIAN_DIR})")
+        raise UserError(f"Fashion-MNIST not found in {where}; {FIX}")
     arrs = {k: read_idx(_find(d, s)) for k, s in FILES.items()}
     x = lambda a: torch.from_numpy(a.astype(np.float32) / 255.0)[:, None]  # noqa: E731
     y = lambda a: torch.from_numpy(a.astype(np.int64))  # noqa: E731

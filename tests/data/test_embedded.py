@@ -37,8 +37,10 @@ def test_fashion_from_local_idx_files(fashion_dir):
 
 def test_fashion_missing_and_corrupt(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion, "DEBIAN_DIR", tmp_path / "nowhere")
-    with pytest.raises(UserError, match="Fashion-MNIST not found in .*--data-root"):
+    with pytest.raises(UserError, match="Fashion-MNIST not found under --data-root .*empty"):
         fashion.load(tmp_path / "empty", download=False)
+    with pytest.raises(UserError, match="Fashion-MNIST not found in .*nowhere; pass --data-root"):
+        fashion.load(None, download=False)
     bad = tmp_path / "bad.gz"
     bad.write_bytes(b"not gzip")
     with pytest.raises(UserError, match="not a readable idx file"):
