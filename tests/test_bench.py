@@ -6,6 +6,7 @@ they set no timing thresholds (the machines running them are shared and noisy).
 import json
 import math
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -163,7 +164,12 @@ def test_gpu_cli_without_a_gpu_says_what_to_do(capsys):
     assert "--tiny" in capsys.readouterr().err
 
 
-def test_makefile_has_a_bench_target():
-    text = (ROOT / "Makefile").read_text()
-    assert re.search(r"^bench:", text, re.M)
-    assert "bench" in re.search(r"^\.PHONY:(.*)$", text, re.M).group(1).split()
+def test_make_bench_runs_the_benchmarks_with_its_arguments(tmp_path):
+    """``make bench BENCH_ARGS=...`` runs ``python -m benchmarks`` with those arguments
+    (make -n: what it would run, nothing run; the install step is stamped done)."""
+    stamp = tmp_path / "stamp"
+    stamp.touch()
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), "bench", f"STAMP={stamp}",
+                          "BENCH_ARGS=--only step --tiny"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"-m benchmarks --only step --tiny\s*$", out.stdout, re.M), out.stdout

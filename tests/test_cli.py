@@ -1,5 +1,6 @@
 """End-to-end CLI on digits, and every bad input of the core: one line, exit 2, nothing overwritten."""
 import json
+import shutil
 
 import pytest
 
@@ -104,8 +105,10 @@ def test_wrong_architecture_init_and_other_run_in_out(tmp_path, fashion_dir, dig
     _fails(["finetune", "--preset", "fashion-mnist", "--data-root", str(fashion_dir),
             "--init", str(digits_pretrained), "--method", "oe", "--out", str(tmp_path / "f")],
            "this run needs", capsys)
-    # --out holding a run of a different config is refused, and kept intact
-    out = digits_pretrained.parent
+    # --out holding a run of a different config is refused, and kept intact (a copy: the
+    # session's shared run stays out of reach if the refusal ever broke)
+    out = tmp_path / "pre"
+    shutil.copytree(digits_pretrained.parent, out)
     before = (out / "checkpoint.pt").read_bytes()
     _fails(["pretrain", "--preset", "digits", "--out", str(out), "--epochs", "4", "--no-progress"],
            "holds a run of a different config", capsys)

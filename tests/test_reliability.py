@@ -102,6 +102,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_random_kills_never_leave_a_truncated_artifact(tmp_path):
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
@@ -185,6 +186,7 @@ def test_overwrite_replaces_a_run_of_another_config(tmp_path, capsys):
     assert _metrics(out)["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path):
     out = tmp_path / "ddp"
     cmd = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "lmoe_viz.cli",

@@ -4,7 +4,7 @@ import torch
 
 from lmoe_viz.config import RunConfig
 from lmoe_viz.data import build_splits
-from lmoe_viz.data import fashion
+from lmoe_viz.data import fashion, outliers
 from lmoe_viz.data.outliers import load_photos, photo_crops
 from lmoe_viz.errors import UserError
 
@@ -52,3 +52,12 @@ def test_read_idx_roundtrip(tmp_path):
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "a.gz", arr)
     assert np.array_equal(fashion.read_idx(tmp_path / "a.gz"), arr)
+
+
+def test_outlier_crops_are_cached(monkeypatch):
+    a = outliers.photo_crops(7, 12, 1, seed=5)
+    monkeypatch.setattr(outliers, "_draw_crops", lambda *a: pytest.fail("crops drawn again"))
+    assert torch.equal(outliers.photo_crops(7, 12, 1, seed=5), a)
+    monkeypatch.setenv("LMOE_VIZ_CACHE", "off")
+    with pytest.raises(pytest.fail.Exception):
+        outliers.photo_crops(7, 12, 1, seed=5)

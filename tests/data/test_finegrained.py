@@ -17,7 +17,7 @@ import fakes
 from lmoe_viz.config import RunConfig
 from lmoe_viz.data import build_splits
 from lmoe_viz.data.build_info import build_info
-from lmoe_viz.data.finegrained import read_info, transforms_for
+from lmoe_viz.data.finegrained import load_rgb, read_info, transforms_for
 from lmoe_viz.data.webvision import excluded_wnids, list_outliers, mixoe_groups
 from lmoe_viz.errors import UserError
 
@@ -406,3 +406,40 @@ def test_only_mixoes_quirk_labels_are_dropped(tmp_path, preset, faithful, label,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             build_splits(cfg(tmp_path, preset, faithful=faithful))
+
+
+def test_draft_decode_scales_down_in_the_dct_and_stays_close(tmp_path):
+    from PIL import Image
+    rng = np.random.RandomState(0)
+    img = np.clip(rng.rand(60, 70, 3).repeat(20, 0).repeat(20, 1) * 255, 0, 255).astype(np.uint8)
+    path = tmp_path / "big.jpg"
+    Image.fromarray(img).save(path, quality=92)              # 1400 x 1200
+    full, draft = load_rgb(path, "pil"), load_rgb(path, "draft", 512)
+    assert full.size == (1400, 1200) and draft.size == (700, 600)   # 1/2: both sides stay >= 512
+    assert load_rgb(path, "draft", 700).size == (1400, 1200)        # 1/2 would go below 700
+    t = transforms_for(448, train=False)
+    diff = (t(full) - t(draft)).abs()
+    assert float(diff.mean()) < 0.05
+
+
+def test_tensor_decode_path_matches_mixoes_transforms_closely(tmp_path):
+    """--decode tensor: torchvision's decoder and the same transforms on uint8 tensors; the
+    test transform lands within a few hundredths (normalised units) of MixOE's PIL path,
+    and the train transform draws the same kind of crop (shape, flip, jitter)."""
+    from PIL import Image
+    rng = np.random.RandomState(1)
+    img = np.clip(rng.rand(30, 40, 3).repeat(20, 0).repeat(20, 1) * 255, 0, 255).astype(np.uint8)
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(img).save(path, quality=92)                   # 800 x 600
+    t = load_rgb(path, "tensor")
+    assert t.dtype == torch.uint8 and tuple(t.shape) == (3, 600, 800)
+    pil = transforms_for(64, train=False)(load_rgb(path, "pil"))
+    ten = transforms_for(64, train=False, tensor=True)(t)
+    assert ten.shape == pil.shape == (3, 64, 64) and ten.dtype == torch.float32
+    assert float((ten - pil).abs().mean()) < 0.05
+    torch.manual_seed(0)
+    assert transforms_for(64, train=True, tensor=True)(t).shape == (3, 64, 64)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(OSError):
+        load_rgb(bad, "tensor")
