@@ -1,6 +1,8 @@
 """Paper-preset edges: no WebVision needed until outliers are, too few outliers, empty val."""
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fakes
@@ -36,6 +38,23 @@ def test_pretrain_and_holdout_without_webvision(no_webvision, tmp_path, capsys):
     fakes.webvision(tmp_path)
     assert main(["evaluate", "--checkpoint", ckpt, "--data-root", root, "--protocol", "paper",
                  "--aux-root", str(tmp_path / "webvision")]) == 0
+    capsys.readouterr()
+    # another WebVision folder, another pool: its own cache entry, never the first's logits
+    other = fakes.webvision(tmp_path / "other")
+    for q in sorted(other.glob("google/q*"))[::2]:
+        for f in q.glob("*.jpg"):
+            fakes.put_jpeg(f, 200, size=(30, 22))          # other pixels ...
+        fakes.put_jpeg(q / "extra.jpg", 201, size=(30, 22))   # ... and one more image a query
+    cache = Path(ckpt).parent / "logits"
+    before = set(cache.glob("*.npz"))
+    assert main(["evaluate", "--checkpoint", ckpt, "--data-root", root, "--protocol", "paper",
+                 "--aux-root", str(other)]) == 0
+    capsys.readouterr()
+    new = set(cache.glob("*.npz")) - before
+    assert len(new) == 1
+    with np.load(new.pop()) as b, np.load(sorted(before, key=lambda f: f.stat().st_mtime)[-1]) as a:
+        assert not (np.array_equal(a["paper_ood/ids"], b["paper_ood/ids"])
+                    and np.array_equal(a["paper_ood/logits"], b["paper_ood/logits"]))
 
 
 def test_too_few_outliers_for_the_oe_batch(no_webvision, tmp_path, capsys):

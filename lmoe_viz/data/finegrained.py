@@ -32,7 +32,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .splits import Splits, check_disjoint, holdout_split, id_label_map
-from .webvision import PathTable, list_outliers
+from .webvision import PathTable, aux_root_of, list_outliers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -275,7 +275,7 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
             require_present(ds_dir, [rels[0][0]], f"{ds_dir / part}",
                             "the info file's paths must be relative to that folder: rerun "
                             "`lmoe-viz data import-mixoe` or `build-info` (data/README.md)")
-    aux_root = Path(cfg.extra.get("aux_root") or root / "webvision")
+    aux_root = aux_root_of(cfg)
     s = cfg.input_size
     tensor = cfg.decode == "tensor"
     ttr, tte = transforms_for(s, True, tensor), transforms_for(s, False, tensor)

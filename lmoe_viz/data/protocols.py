@@ -33,12 +33,15 @@ from pathlib import Path
 from torch.utils.data import Subset
 
 from ..errors import UserError
+from .presets import get_preset
 
 PROTOCOLS = ("holdout", "paper", "coarse")
 #: the parts (extract.py) each protocol compares: (ID part, OOD part)
 PROTOCOL_PARTS = {"holdout": ("id_test", "ood_test"), "paper": ("paper_id", "paper_ood"),
                   "coarse": ("id_test", "coarse_ood")}
 PAPER_BATCH = 32
+#: the parts drawn from the WebVision pool of the paper presets
+WEBVISION_PARTS = {"aux", "paper_ood"}
 COARSE_ORDER = ("bird", "butterfly", "car", "aircraft")
 
 
@@ -143,8 +146,9 @@ def part_dataset(part: str, splits, cfg):
 def inputs_digest(cfg, parts) -> str | None:
     """A hash of the data files the parts read, so a cache is never stale: the info files
     (this dataset's, and for ``coarse_ood`` the other datasets' test.txt, which may appear
-    later); for Fashion-MNIST the four idx files. The WebVision pool is identified by
-    ``aux_root`` / ``aux_exclude`` in the run's config; digits ship inside scikit-learn."""
+    later); for Fashion-MNIST the four idx files; for the parts drawn from WebVision
+    (``aux``, ``paper_ood``) the outlier pool's listing (webvision.listing_digest: another
+    ``--aux-root`` is another cache entry); digits ship inside scikit-learn."""
     from ..io import dict_hash, file_sha256
     if cfg.preset == "fashion-mnist":       # the idx files found (content, not place)
         from . import fashion
@@ -156,7 +160,12 @@ def inputs_digest(cfg, parts) -> str | None:
     root = Path(cfg.data_root)
     names = [cfg.preset] + (list(COARSE_ORDER) if "coarse_ood" in parts else [])
     files = [root / d / f"{s}.txt" for d in dict.fromkeys(names) for s in ("train", "val", "test")]
-    return dict_hash({str(f.relative_to(root)): file_sha256(f) for f in files if f.is_file()})
+    digest = {str(f.relative_to(root)): file_sha256(f) for f in files if f.is_file()}
+    if WEBVISION_PARTS & set(parts) and get_preset(cfg.preset).arch == "resnet50":
+        from .webvision import aux_root_of, listing_digest
+        if aux_root_of(cfg).is_dir():        # absent: the part says so when it is built
+            digest["webvision"] = listing_digest(aux_root_of(cfg), cfg.aux_exclude)
+    return dict_hash(digest)
 
 
 def coarse_sources(splits, cfg) -> list[str]:

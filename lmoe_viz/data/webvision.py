@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io import cached_array
+from ..io import array_digest, cached_array
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MIXOE_LIST = Path(__file__).with_name("mixoe_inet_splits.json")
@@ -136,6 +136,19 @@ def _walk(root: Path, folders) -> np.ndarray:
             raise UserError(f"cannot read folder {qdir} ({exc}); fix its permissions") from exc
         rels.extend(str(f.relative_to(root)).encode("utf-8") for f in files)
     return np.array(rels, dtype=bytes) if rels else np.array([], dtype="S1")
+
+
+def aux_root_of(cfg) -> Path:
+    """The WebVision folder of a run: ``--aux-root`` (``extra["aux_root"]``), else
+    ``DATA_ROOT/webvision``."""
+    return Path(cfg.extra.get("aux_root") or Path(cfg.data_root) / "webvision")
+
+
+def listing_digest(root, exclude: str = "mixoe") -> str:
+    """The content of the outlier pool: a hash of its listing (the relative paths of the
+    images kept after the exclusion), not of the folder's path (logit caches key on it)."""
+    table, _ = list_outliers(root, exclude)
+    return array_digest(table.rels)
 
 
 def list_outliers(root, exclude: str = "mixoe") -> tuple[PathTable, dict]:
