@@ -34,68 +34,106 @@ MIX_NOISES = ("none", "additive", "multiplicative", "both")
 OUTLIERS = ("crops", "matched")
 
 
+def option(default=None, help: str = "", *, cli: str | None = "train", trains=True,
+           choices: tuple | None = None, flags: tuple | None = None, factory=None):
+    """A RunConfig field with what the CLI and the run identity need to know of it (one
+    place): ``cli`` is where it is an option (``common``: every command; ``train``:
+    pretrain and finetune; ``pretrain``; ``finetune``; None: not an option, or set by
+    hand), ``trains`` whether it changes what is trained (``False``: where data lives or
+    what runs it, left out of the identity; ``"content"``: enters it by its content's hash,
+    train.run_identity), ``choices`` checked by validate(), ``flags`` the option's names
+    when not ``--field-name``."""
+    meta = {"help": help, "cli": cli, "trains": trains, "choices": choices, "flags": flags}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class RunConfig:
-    preset: str = "digits"
-    method: str = PRETRAINING         # methods.METHODS: baseline (CE on ID), ce, oe, energy_oe, ...
-    lc: bool = False                  # add the logit-consistency term, eq. (15)-(16)
-    lc_mode: str = "fixed"            # L_LC: fixed (eq. 15) | outlier-share | stop-id | norm
-    alpha: float = 1.0                # lambda ~ Beta(alpha, alpha)
-    beta: Optional[float] = None      # weight of the outlier term, eqs. (9), (12), (14)
-    gamma: float = 1.0                # weight of L_LC, eq. (16)
-    mix_op: str = "mixup"             # input-space mixing: mixup or cutmix
-    mix_layer: Optional[str] = None   # input | stem | layer1..layer4 | fc (None: method default)
-    bn: Optional[str] = None          # BatchNorm regime: separate | joint | id-stats (None: method default)
-    mix_continue: str = "all"         # after a hidden-layer mix: all | mixed (feature_MixOE)
-    id_forward: str = "shared"        # ID CE from the mixing forward, or a separate ID forward
-    mix_noise: str = "none"           # post-mix noise: none | additive | multiplicative | both
-    noise_add: float = 0.4            # feature_MixOE's additive level
-    noise_mult: float = 0.2           # feature_MixOE's multiplicative level
-    m_in: float = -13.0               # Energy-OE margins (MixOE's train_oe.py)
-    m_out: float = -6.0
-    aux_ratio: Optional[int] = None   # outlier batch = aux_ratio x ID batch (None: method default)
-    weights: Optional[str] = None     # initial weights: imagenet | none | PATH (None: preset default)
-    select: Optional[str] = None      # best-val | last epoch kept (None: preset default)
-    image_size: Optional[int] = None  # paper presets: crop size (None: 448; dry runs use less)
-    aux_exclude: str = "mixoe"        # WebVision concepts removed: mixoe | none | PATH of WNIDs
-    outliers: str = "crops"           # embedded presets' outliers: crops | matched (data/outliers.py)
-    epochs: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    weight_decay: Optional[float] = None
-    seed: int = 0                     # drives every random draw of the run
-    split: int = 0                    # hold-out split seed (MixOE's `split`)
-    faithful: bool = True             # keep MixOE's dataset quirks (see data/finegrained.py)
-    limit_batches: Optional[int] = None  # cap steps per epoch (smoke tests)
-    data_root: Optional[str] = None
-    device: str = "auto"
-    num_workers: Optional[int] = None  # loader workers (None: the preset's, capped by the CPUs)
-    decode: str = "pil"               # paper presets: pil (MixOE's) | draft (JPEG DCT-scaled) | tensor
-    compile: bool = False             # run the network through torch.compile
-    channels_last: bool = False       # channels_last memory format on the CPU too (CUDA: always)
-    eval_every: Optional[int] = None  # test metrics every N epochs too (None: once, at the end)
-    init: Optional[str] = None        # checkpoint to fine-tune from
-    extra: dict = field(default_factory=dict)
+    preset: str = option("digits", "digits, fashion-mnist, bird, aircraft, butterfly, car",
+                         cli="common")
+    method: str = option(PRETRAINING, "methods.METHODS (pretrain: baseline)", cli=None)
+    lc: bool = option(False, "add the logit-consistency loss, eq. (15)", cli="finetune")
+    lc_mode: str = option("fixed", "L_LC: fixed (eq. 15), or adaptive: outlier-share, stop-id, "
+                          "norm (losses.py)", cli="finetune", choices=LC_MODES)
+    alpha: float = option(1.0, "lambda ~ Beta(alpha, alpha)", cli="finetune")
+    beta: Optional[float] = option(None, "outlier-term weight, eqs. (9), (12), (14) (default: the "
+                                   "method's, methods.METHODS)", cli="finetune")
+    gamma: float = option(1.0, "weight of L_LC, eq. (16)", cli="finetune")
+    mix_op: str = option("mixup", "input-space mixing: mixup or cutmix", cli="finetune",
+                         choices=MIX_OPS)
+    mix_layer: Optional[str] = option(None, ", ".join(MIX_LAYERS) + " (default: the method's)",
+                                      cli="finetune", choices=MIX_LAYERS)
+    bn: Optional[str] = option(None, "BatchNorm regime: separate (MixOE's forwards), joint (one "
+                               "forward), id-stats (running statistics from ID rows only); "
+                               "default: the method's reference code (batchnorm.py)",
+                               cli="finetune", choices=BN_REGIMES, flags=("--bn", "--batching"))
+    mix_continue: str = option("all", "Logit MixOE at a hidden layer: all features continue, or "
+                               "only the mixed (feature_MixOE)", cli="finetune",
+                               choices=MIX_CONTINUES)
+    id_forward: str = option("shared", "Logit MixOE: ID CE from the mixing forward (shared) or "
+                             "its own (separate, feature_MixOE)", cli="finetune",
+                             choices=ID_FORWARDS)
+    mix_noise: str = option("none", "post-mix noise: none, additive, multiplicative, both "
+                            "(feature_MixOE's)", cli="finetune", choices=MIX_NOISES)
+    noise_add: float = option(0.4, "additive noise level (feature_MixOE 0.4)", cli="finetune")
+    noise_mult: float = option(0.2, "multiplicative noise level (0.2)", cli="finetune")
+    m_in: float = option(-13.0, "Energy-OE ID margin (MixOE's train_oe.py)", cli="finetune")
+    m_out: float = option(-6.0, "Energy-OE outlier margin", cli="finetune")
+    aux_ratio: Optional[int] = option(None, "outlier batch = ratio x ID batch (default: the "
+                                      "method's; MixOE's OE and Energy-OE 2)", cli="finetune")
+    weights: Optional[str] = option(None, "ResNet-50 start: imagenet (default of the paper "
+                                    "presets, as MixOE), none, or PATH of a torchvision resnet50 "
+                                    "state dict", cli="pretrain", trains="content")
+    select: Optional[str] = option(None, "epoch kept: best-val (MixOE; paper presets) or last "
+                                   "(embedded presets)", choices=SELECTS)
+    image_size: Optional[int] = option(None, "paper presets: crop size instead of 448 (resize "
+                                       "keeps 512/448), for dry runs")
+    aux_exclude: str = option("mixoe", "WebVision concepts removed: mixoe (MixOE's 223 WNIDs), "
+                              "none, or a file of WNIDs")
+    outliers: str = option("crops", "embedded presets: crops (photo crops) or matched (photo "
+                           "textures in shapes with an ID image's pixel values: no intensity "
+                           "shortcut)", cli="finetune", choices=OUTLIERS)
+    epochs: Optional[int] = option(None, "epochs (default: the preset's)")
+    batch_size: Optional[int] = option(None, "ID batch (default: the preset's)")
+    lr: Optional[float] = option(None, "learning rate (default: the preset's)")
+    weight_decay: Optional[float] = option(None, "weight decay (default: the preset's)")
+    seed: int = option(0, "seed of every random draw", cli="common")
+    split: int = option(0, "hold-out split seed (MixOE's `split`)", cli="common")
+    faithful: bool = option(True, "correct MixOE's butterfly/bird label quirks (default: "
+                            "faithful)", cli="common", flags=("--correct-quirks",))
+    limit_batches: Optional[int] = option(None, "cap steps per epoch (smoke runs)")
+    data_root: Optional[str] = option(None, "folder holding the dataset(s)", cli="common",
+                                      trains=False)
+    device: str = option("auto", "auto, cpu or cuda", cli="common", trains=False,
+                         choices=DEVICES)
+    num_workers: Optional[int] = option(None, "loader workers (default: the preset's, capped by "
+                                        "the CPUs)", trains=False)
+    decode: str = option("pil", "paper presets: pil (MixOE's PIL pipeline), draft (JPEG decoded "
+                         "at 1/2-1/8 scale before the resize) or tensor (torchvision decode + "
+                         "transforms on uint8 tensors); the last two are faster with slightly "
+                         "different pixels", choices=DECODES)
+    compile: bool = option(False, "run the network through torch.compile", trains=False)
+    channels_last: bool = option(False, "channels_last memory format on the CPU too (always on "
+                                 "CUDA); faster small-network steps, float sums in another order",
+                                 trains=False)
+    eval_every: Optional[int] = option(None, "test metrics every N epochs too, for curves "
+                                       "(default: once, at the end)", trains=False)
+    init: Optional[str] = option(None, "checkpoint from `lmoe-viz pretrain`", cli=None,
+                                 trains="content")
+    extra: dict = option(help="untyped extras (aux_root: the WebVision folder)", cli=None,
+                         factory=dict)
 
     def validate(self) -> "RunConfig":
         from .data.presets import PRESETS
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         _choice("method", self.method, tuple(METHODS))
-        _choice("mix_op", self.mix_op, MIX_OPS)
-        _choice("device", self.device, DEVICES)
-        if self.mix_layer is not None:
-            _choice("mix_layer", self.mix_layer, MIX_LAYERS)
-        if self.bn is not None:
-            _choice("bn", self.bn, BN_REGIMES)
-        _choice("lc_mode", self.lc_mode, LC_MODES)
-        if self.select is not None:
-            _choice("select", self.select, SELECTS)
-        _choice("mix_continue", self.mix_continue, MIX_CONTINUES)
-        _choice("id_forward", self.id_forward, ID_FORWARDS)
-        _choice("mix_noise", self.mix_noise, MIX_NOISES)
-        _choice("decode", self.decode, DECODES)
-        _choice("outliers", self.outliers, OUTLIERS)
+        for f in dataclasses.fields(self):          # each field's choices (option(choices=))
+            value = getattr(self, f.name)
+            if f.metadata.get("choices") and value is not None:
+                _choice(f.name, value, f.metadata["choices"])
         self._validate_numbers()
         self._validate_combinations()
         return self
@@ -219,9 +257,9 @@ class RunConfig:
         The initial checkpoint, the initial weights and a WebVision exclusion file enter
         the run's identity through their content hash (train.py), not their path."""
         d = self.to_dict()
-        for key in ("data_root", "device", "num_workers", "init", "weights", "compile",
-                    "channels_last", "eval_every"):
-            d.pop(key)
+        for f in dataclasses.fields(self):          # option(trains=False or "content")
+            if f.metadata["trains"] is not True:
+                d.pop(f.name)
         if d["decode"] == "pil":            # the default decode adds nothing: old names stay
             d.pop("decode")
         if d["outliers"] == "crops" or d["method"] in ID_ONLY:   # the default, or unused
@@ -236,6 +274,11 @@ class RunConfig:
         if d["aux_exclude"] not in ("mixoe", "none") and Path(d["aux_exclude"]).is_file():
             d["aux_exclude"] = "sha256:" + file_sha256(d["aux_exclude"])   # content, not path
         return d
+
+
+#: fields that do not change what is trained (where data lives, what runs it): left out of
+#: the run identity, and of the differences a refused resume names (train.py)
+RUNTIME_FIELDS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.metadata["trains"] is False)
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .config import RunConfig
+from .config import RUNTIME_FIELDS, RunConfig
 from .errors import TrainingError, UserError
 from .extract import predict_all
 from .io import atomic_write_json, check_can_create, dict_hash, file_sha256, read_json
@@ -108,8 +108,9 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
         record = {"epoch": epoch + 1, "lr": run.sched.get_last_lr()[0],
                   **{f"train_{k}": v / max(run.steps_per_epoch, 1) for k, v in sums.items()},
                   **epoch_metrics(run, epoch)}
-        record.update(seconds=round(time.time() - t0, 3), train_seconds=round(t1 - t0, 3),
-                      eval_seconds=round(time.time() - t1, 3))
+        t2 = time.time()
+        record.update(seconds=round(t2 - t0, 3), train_seconds=round(t1 - t0, 3),
+                      eval_seconds=round(t2 - t1, 3))
         _end_epoch(run, state, record)
         if on_epoch is not None and rank == 0:
             on_epoch(record, cfg.epochs)
@@ -491,8 +492,7 @@ def _existing_run(ckpt_path: Path, cfg: RunConfig, run_hash: str, overwrite: boo
 
 def _config_difference(there: dict, here: dict) -> str:
     diff = [f"{k} {there.get(k)!r} there, {here.get(k)!r} here" for k in sorted(here)
-            if there.get(k) != here.get(k) and k not in ("device", "num_workers", "data_root",
-                                                         "compile", "channels_last", "eval_every")]
+            if there.get(k) != here.get(k) and k not in RUNTIME_FIELDS]
     return "; ".join(diff[:3]) if diff else "its initial weights differ"
 
 

@@ -35,3 +35,50 @@ def test_run_names_and_identity_hashes_are_unchanged(fields, raw, resolved, name
     assert dict_hash(cfg.identity()) == raw
     assert dict_hash(cfg.resolved().identity()) == resolved
     assert cell_name(cfg.method, cfg.lc, cfg.alpha, cfg.seed, cfg.lc_mode, cfg.bn) == name
+
+
+def _other(f, value):
+    """A valid value of field ``f`` other than ``value``."""
+    choices = f.metadata["choices"]
+    if choices:
+        return next(c for c in choices if c != value)
+    if f.name == "extra":
+        return {"aux_root": "/elsewhere/webvision"}
+    if f.type == "bool":
+        return not value
+    if "int" in f.type:
+        return (value or 0) + 1
+    if "float" in f.type:
+        return (value or 0.0) * 2 + 1
+    return "other"
+
+
+def test_exactly_the_fields_that_change_training_change_the_run_identity():
+    """Each field declares once (config.option) whether it changes what is trained; the
+    identity follows: every such field moves the hash, every other leaves it."""
+    import dataclasses
+
+    from lmoe_viz.config import RUNTIME_FIELDS
+    base = RunConfig(method="mixoe", lc=True)            # every option of a mixing run applies
+    for f in dataclasses.fields(RunConfig):
+        changed = dataclasses.replace(base, **{f.name: _other(f, getattr(base, f.name))})
+        moved = dict_hash(changed.identity()) != dict_hash(base.identity())
+        assert moved == (f.metadata["trains"] is True), f.name
+    assert set(RUNTIME_FIELDS) == {"data_root", "device", "num_workers", "compile",
+                                   "channels_last", "eval_every"}
+
+
+def test_cli_options_are_the_config_fields_with_their_defaults_and_help():
+    import dataclasses
+
+    from lmoe_viz.cli import get_args_parser
+    parser = get_args_parser()
+    args = parser.parse_args(["finetune", "--init", "x.pt", "--method", "oe", "--out", "o"])
+    sub = parser._subparsers._group_actions[0].choices["finetune"]
+    helps = {a.dest: a.help for a in sub._actions}
+    for f in dataclasses.fields(RunConfig):
+        if f.metadata["cli"] in ("common", "train", "finetune"):
+            assert getattr(args, f.name) == f.default, f.name
+            assert helps[f.name] == f.metadata["help"], f.name
+    pre = parser.parse_args(["pretrain", "--out", "o", "--weights", "none", "--correct-quirks"])
+    assert pre.weights == "none" and pre.faithful is False and not hasattr(pre, "lc")
