@@ -152,7 +152,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .data.check import build_info_cmd, check
+    from .datacmd import build_info_cmd, check
     if args.action == "build-info":
         return build_info_cmd(args.preset, args.data_root)
     if args.action == "import-mixoe":

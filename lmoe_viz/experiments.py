@@ -7,7 +7,6 @@ not retrain a finished run), so a grid can be rerun or extended cheaply.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pandas as pd
 from .config import RunConfig
 from .methods import METHODS, MIXING, PRETRAINING, method_spec, model_label
 from .errors import UserError
+from .train import finished, read_metrics, train
 
 PRETRAINED = "pretrained"
 REFERENCE_TABLE = Path(__file__).resolve().parents[1] / "data" / "paper_table1.csv"
@@ -101,7 +101,6 @@ class Grid:
         this grid's runs (other runs in ``runs_dir`` are left out). ``progress``: one plain
         line per epoch of each run trained (run i/N, its name, epoch, the grid's ETA), the
         same in a terminal, a log and a notebook (no widget left behind in saved outputs)."""
-        from .train import train
         jobs = [(self.pretrain_config(), Path(self.runs_dir) / PRETRAINED)]
         jobs += [(cfg, self.run_dir(cfg)) for cfg in self.cells()]
         report = GridProgress([cfg.resolved().epochs for cfg, _ in jobs], enabled=progress)
@@ -144,7 +143,6 @@ class Grid:
         """{label: run folder} of the models of Figs. 3-4 that the grid holds, at the focus
         alpha and seed (``focus``), trained if missing. Nothing outside the grid is trained,
         so nothing enters Table I that was not asked for; what is left out is printed."""
-        from .train import train
         alpha, seed, notes = self.focus(alpha, seed)
         models, more = self.figure_models()
         if verbose:
@@ -211,9 +209,9 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
         wanted = set(runs)
         paths = [p for p in paths if p.parent.name in wanted]
     for path in paths:
-        m = json.loads(path.read_text())
-        if not m.get("finished"):
+        if not finished(path.parent):
             continue
+        m = read_metrics(path.parent)
         if (protocol, convention, score, recalibrate_bn) != ("holdout", "ours", "msp", False):
             from .evaluation import evaluate_checkpoint
             m = {**m, **evaluate_checkpoint(path.parent / "checkpoint.pt", protocol, score,

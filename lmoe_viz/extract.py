@@ -20,7 +20,6 @@ from .io import atomic_save, atomic_write_json, dict_hash, file_sha256, read_jso
 from .runtime import dist_info, resolve_device
 from .sampling import SAMPLE_SEED, sample_rows
 
-PARTS = ("id_test", "ood_test", "id_val", "aux", "paper_id", "paper_ood", "coarse_ood")
 
 
 @torch.no_grad()

@@ -24,7 +24,6 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_train.ipynb", "02_logit_norm_histograms.ipynb", "03_logit_pca.ipynb",
              "04_sample_logit_responses.ipynb", "05_beta_distributions.ipynb",
              "06_results_table.ipynb", "07_claims.ipynb")
-PARAMS_DIR = Path(__file__).resolve().parents[1] / "params"
 
 
 def load_params(param_file=None, overrides=()) -> dict:

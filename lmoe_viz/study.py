@@ -57,6 +57,7 @@ from .io import atomic_write_text, file_sha256
 from .machine import cpu_cores, cpu_model
 from .methods import METHODS, MIXING, model_label
 from .scores import SCORES
+from .train import finished
 
 #: the sizes of a design that may grow after its pilot
 SIZES = ("units", "extra_units", "pretrained_models")
@@ -180,7 +181,7 @@ class Study:
         todo = pending[:max_runs]
         needed = {self.model_of(c.seed) for c in todo}
         pre = [(c.to_dict(), str(d)) for p, (c, d) in enumerate(self.pretrain_dirs())
-               if not _finished(d) and (p in needed or not _recorded(f"p{p}/{PRETRAINED}", records))]
+               if not finished(d) and (p in needed or not _recorded(f"p{p}/{PRETRAINED}", records))]
         for name, seconds, error in _train_all(pre, jobs):
             log(f"{name} {'FAILED (' + error + ')' if error else 'in'} {seconds:.0f} s")
             if records is not None and not error:
@@ -208,7 +209,7 @@ class Study:
 
     def finished_runs(self) -> list[tuple[str, Path]]:
         """(name, folder) of every run of the design whose checkpoint is here."""
-        return [(n, d) for n, d in self.runs() if _finished(d)]
+        return [(n, d) for n, d in self.runs() if finished(d)]
 
     def eval_sets(self) -> list[tuple[str, str, str]]:
         """(protocol, OOD set, part) of every OOD test set: near, then each far set that can
@@ -292,7 +293,7 @@ class Study:
         records = results_dir / "records"
         rows, norms = [], []
         for name, run in self.runs():
-            rec = self.write_record(name, records, device) if _finished(run) else \
+            rec = self.write_record(name, records, device) if finished(run) else \
                 self.read_record(name, records)
             if rec is not None:
                 rows += rec["rows"]
@@ -398,10 +399,10 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
     cfg0, dir0 = study.pretrain_dirs()[0]
     train(cfg0, dir0, progress=False)
     cells = bn_table_cells(study, alpha, seed)
-    todo = [c for c in cells if not _finished(study.run_dir(c))]
+    todo = [c for c in cells if not finished(study.run_dir(c))]
     for name, seconds, error in _train_all([(c.to_dict(), str(study.run_dir(c))) for c in todo], jobs):
         log(f"bn table: {name} {'FAILED (' + error + ')' if error else 'in'} {seconds:.0f} s")
-    missing = [study.run_dir(c).name for c in cells if not _finished(study.run_dir(c))]
+    missing = [study.run_dir(c).name for c in cells if not finished(study.run_dir(c))]
     if missing:
         raise UserError(f"the BatchNorm table misses {len(missing)} run(s) ({', '.join(missing)}); "
                         "see the log above and rerun --bn-table")
@@ -442,20 +443,12 @@ def _recorded(name: str, records) -> bool:
 
 def _done(name: str, run: Path, records) -> bool:
     """Finished here (its checkpoint) or recorded (another machine trained it)."""
-    return _finished(run) or _recorded(name, records)
+    return finished(run) or _recorded(name, records)
 
 
 def _plain(v):
     """numpy scalars in a record as Python numbers."""
     return v.item() if isinstance(v, np.generic) else str(v)
-
-
-def _finished(run: Path) -> bool:
-    m = run / "metrics.json"
-    try:
-        return m.is_file() and bool(json.loads(m.read_text()).get("finished"))
-    except ValueError:
-        return False
 
 
 def _describe(name: str, c: dict) -> dict:

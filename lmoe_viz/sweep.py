@@ -33,36 +33,12 @@ from .jobs import (ENDED_BADLY, LIVE, PARALLEL, PAPER_TIMEOUT_MIN, TIMEOUT_MIN, 
                    cuda_devices, job_error, job_paths, job_resources, local_gpus, make_executor, one_line,
                    parallel_of, pickled_error, slurm_states)
 from .methods import MIXING
+from .train import finished, read_metrics
 
 MANIFEST = "sweep.json"
 
 
 # ---- which runs are finished ----------------------------------------------------------
-
-def expected_run_hash(cfg) -> str | None:
-    """The ``run_hash`` train() gives ``cfg`` (train.run_identity of the resolved config);
-    None while ``cfg.init`` is missing (a cell's pretraining has not run)."""
-    from .io import dict_hash
-    from .train import run_identity
-    r = cfg.resolved()
-    if r.init and not Path(r.init).is_file():
-        return None
-    return dict_hash(run_identity(r))
-
-
-def read_metrics(run_dir) -> dict | None:
-    path = Path(run_dir) / "metrics.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def is_finished(cfg, run_dir) -> bool:
-    """True when ``run_dir`` holds the finished run of ``cfg`` (train() would return at once)."""
-    m = read_metrics(run_dir)
-    return bool(m and m.get("finished") and m.get("run_hash") == expected_run_hash(cfg))
-
 
 def _runs(grid: Grid) -> list:
     """[(name, config, run folder)]: the pretraining first, then the cells."""
@@ -106,7 +82,7 @@ def run_sweep(grid: Grid, out_dir, executor: str = "local", parallel: int | None
     folder = Path(grid.runs_dir) / "_submitit"
     res = job_resources(executor, grid.preset, gpus, timeout_min, partition, parallel)
     ex = make_executor(executor, folder, res)
-    todo = [(n, c, d) for n, c, d in _runs(grid) if not is_finished(c, d)]
+    todo = [(n, c, d) for n, c, d in _runs(grid) if not finished(d, c)]
     if executor == "slurm":
         return submit_slurm(ex, grid, out_dir, todo, folder)
     t0 = time.time()
@@ -189,7 +165,7 @@ def _sbatch(submit):
 
 def run_state(cfg, run_dir, job, folder, states) -> tuple[str, str]:
     """(state, detail) of one run: finished, failed, running (epoch e/E) or pending."""
-    if is_finished(cfg, run_dir):
+    if finished(run_dir, cfg):
         return "finished", ""
     log = f"; log {job_paths(folder, job).stderr}" if job else ""
     err = pickled_error(folder, job) if job else None

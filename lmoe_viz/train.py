@@ -121,6 +121,32 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     return load_checkpoint(out_dir / CKPT)["final"] if rank == 0 else {}
 
 
+def read_metrics(run_dir) -> dict | None:
+    """A run folder's metrics.json, None when there is none or it is unreadable."""
+    try:
+        return read_json(Path(run_dir) / METRICS)
+    except (OSError, ValueError):
+        return None
+
+
+def expected_run_hash(cfg: RunConfig) -> str | None:
+    """The ``run_hash`` train() gives ``cfg`` (run_identity of the resolved config); None
+    while ``cfg.init`` is missing (a cell's pretraining has not run)."""
+    r = cfg.resolved()
+    if r.init and not Path(r.init).is_file():
+        return None
+    return dict_hash(run_identity(r))
+
+
+def finished(run_dir, cfg: RunConfig | None = None) -> bool:
+    """The one check that a run folder holds a finished run (metrics.json says so); with
+    ``cfg``, the finished run of exactly that config (train() would return at once)."""
+    m = read_metrics(run_dir)
+    if not (isinstance(m, dict) and m.get("finished")):
+        return False
+    return cfg is None or m.get("run_hash") == expected_run_hash(cfg)
+
+
 def check_init(init) -> None:
     """The checkpoint to fine-tune from is a file (one line naming it and the fix if not)."""
     path = Path(init)

@@ -100,7 +100,7 @@ def test_wrong_parameter_type_is_refused(tmp_path, capsys):
 
 
 def test_repo_params_files_match_notebooks():
-    params_dir = Path(R.PARAMS_DIR)
+    params_dir = Path(__file__).resolve().parents[1] / "params"
     names = {p.stem for p in params_dir.glob("*.yaml")}
     assert {"digits", "fashion-mnist", "bird", "aircraft", "butterfly", "car"} <= names
     defaults = {}

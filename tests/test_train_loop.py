@@ -200,7 +200,7 @@ def test_paper_preset_trains_with_tensor_decode(tmp_path):
     """The whole paper path at 32 px with --decode tensor: splits, loaders, a step."""
     from lmoe_viz.data import build_splits
     fakes.aircraft(tmp_path)
-    from lmoe_viz.data.check import build_info_cmd
+    from lmoe_viz.datacmd import build_info_cmd
     build_info_cmd("aircraft", str(tmp_path))
     cfg = RunConfig(preset="aircraft", data_root=str(tmp_path), image_size=32, decode="tensor",
                     weights="none", epochs=1, limit_batches=1, batch_size=4, device="cpu",

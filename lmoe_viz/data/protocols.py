@@ -166,10 +166,3 @@ def inputs_digest(cfg, parts) -> str | None:
         if aux_root_of(cfg).is_dir():        # absent: the part says so when it is built
             digest["webvision"] = listing_digest(aux_root_of(cfg), cfg.aux_exclude)
     return dict_hash(digest)
-
-
-def coarse_sources(splits, cfg) -> list[str]:
-    """Which dataset each coarse OOD image comes from (for reports)."""
-    ds = coarse_ood(splits, cfg)
-    root = Path(cfg.data_root)
-    return [Path(ds.dataset.paths[i]).relative_to(root).parts[0] for i in ds.indices]

@@ -24,11 +24,6 @@ def holdout_split(num_id: int, num_ood: int, seed: int) -> np.ndarray:
     return np.sort(drawn)
 
 
-def ood_classes(num_id: int, num_ood: int, seed: int) -> np.ndarray:
-    ids = set(holdout_split(num_id, num_ood, seed).tolist())
-    return np.array([c for c in range(num_id + num_ood) if c not in ids], dtype=np.int64)
-
-
 def id_label_map(id_classes) -> dict:
     """Original class -> ID label (rank in sorted order)."""
     return {int(c): i for i, c in enumerate(sorted(int(c) for c in id_classes))}
