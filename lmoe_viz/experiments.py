@@ -15,6 +15,7 @@ import pandas as pd
 from .config import RunConfig
 from .methods import METHODS, MIXING, PRETRAINING, method_spec, model_label
 from .errors import UserError
+from .extract import extract
 from .train import finished, read_metrics, train
 
 PRETRAINED = "pretrained"
@@ -60,6 +61,14 @@ class Grid:
     outliers: str = "crops"            # the embedded presets' outliers (data/outliers.py)
     pretrain_seed: int = 0             # seed of the one pretraining every cell starts from
     channels_last: bool = False        # channels_last on the CPU too (train.py; not in run names)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Grid":
+        """The grid of a notebook's parameters (``Grid.from_params(globals())`` in 01-06):
+        the names of NOTEBOOK_PARAMS that ``params`` holds, sequences as tuples; every
+        other name is ignored."""
+        given = {k: params[k] for k in NOTEBOOK_PARAMS if k in params}
+        return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in given.items()})
 
     def base(self, **kw) -> RunConfig:
         return RunConfig(preset=self.preset, data_root=self.data_root, device=self.device,
@@ -158,6 +167,21 @@ class Grid:
             train(cfg, self.run_dir(cfg), progress=False)
             runs[model_label(method, lc)] = self.run_dir(cfg)
         return runs
+
+
+#: the notebook parameters that make a grid (notebooks 01-06, Grid.from_params)
+NOTEBOOK_PARAMS = ("preset", "runs_dir", "methods", "lcs", "alphas", "seeds", "pretrain_epochs",
+                   "finetune_epochs", "data_root", "device", "split", "limit_batches", "bn")
+
+
+def figure_logits(runs: dict, device: str = "cpu") -> dict:
+    """{label: (ID test logits, OOD test logits)} of ``Grid.figure_runs`` (Figs. 3-4), from
+    each run's logit cache (extract.py)."""
+    out = {}
+    for label, run in runs.items():
+        r = extract(Path(run) / "checkpoint.pt", device=device)
+        out[label] = (r["id_test"]["logits"], r["ood_test"]["logits"])
+    return out
 
 
 class GridProgress:
