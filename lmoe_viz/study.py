@@ -197,9 +197,9 @@ class Study:
                 self.write_record(name, records)
             log(f"[{done}/{len(todo)}] {name} {'FAILED (' + error + ')' if error else 'in'} "
                 f"{seconds:.0f} s ({(time.time() - t0) / 60:.1f} min so far)")
-        finished = sum(_done(self.name_of(c), self.run_dir(c), records) for c in cells)
-        log(f"study {self.preset}: {finished} of {len(cells)} runs finished")
-        return {"trained": done - len(failed), "failed": failed, "finished": finished,
+        n_finished = sum(_done(self.name_of(c), self.run_dir(c), records) for c in cells)
+        log(f"study {self.preset}: {n_finished} of {len(cells)} runs finished")
+        return {"trained": done - len(failed), "failed": failed, "finished": n_finished,
                 "planned": len(cells), "seconds": round(time.time() - t0, 1)}
 
     def runs(self) -> list[tuple[str, Path]]:
