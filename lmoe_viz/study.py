@@ -14,7 +14,7 @@ outliers (``outliers``, ``matched``: no intensity shortcut, data/outliers.py):
   without / with L_LC at every other alpha of ``alphas``, and with each adaptive L_LC
   (``lc_modes``) at alpha 1: 14 runs with the default grid.
 
-Runs are ordinary grid cells (experiments.Grid), one ``runs/p<k>/`` folder per pretrained
+Runs are ordinary grid cells (grid.Grid), one ``runs/p<k>/`` folder per pretrained
 model, so they are resumable, cached and named as every other run. They train in priority
 order: every unit's core runs (unit 0 first), then the extra runs; a sitting stopped early
 holds complete units. ``jobs`` > 1 trains that many runs at a time, one thread each.
@@ -52,11 +52,12 @@ import pandas as pd
 from .claims import ADAPTIVE_MODES, MIN_UNITS
 from .config import RunConfig
 from .errors import UserError
-from .experiments import PRETRAINED, Grid, _bn_label
+from .grid import PRETRAINED, Grid
 from .io import atomic_write_text, file_sha256
 from .machine import cpu_cores, cpu_model
 from .methods import METHODS, MIXING, model_label
 from .scores import SCORES
+from .tables import _bn_label, to_markdown
 from .train import finished
 
 #: the sizes of a design that may grow after its pilot
@@ -340,7 +341,6 @@ def shortcut_check(study: Study) -> pd.DataFrame:
 def shortcut_markdown(check: pd.DataFrame, results: pd.DataFrame) -> str:
     """The shortcut check (ID train vs training outliers, each detector and kind of
     outliers), then the pixel references beside the models (MSP, mean over runs) per OOD set."""
-    from .experiments import to_markdown
     wide = check.pivot_table(index="outliers", columns="detector", values="auroc").round(3)
     out = ("AUROC of telling ID training images from the training outliers (pixel-stats must "
            "stay <= 0.75):\n\n" + to_markdown(wide.reset_index()))
@@ -391,7 +391,6 @@ def bn_table(study: Study, results_dir, jobs: int = 1, alpha: float = 1.0, seed:
     """Train what the BatchNorm table needs, then write ``bn_table.csv`` / ``.md``: each
     model x regime, accuracy / AUROC / FPR95 (holdout, MSP), as trained and with BatchNorm
     recalibrated on ID training data (the diagnostic of how much is BatchNorm)."""
-    from .experiments import to_markdown
     from .extract import extract
     from .metrics import accuracy, metrics_by_convention
     from .scores import msp

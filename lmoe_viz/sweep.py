@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 
 from .errors import UserError
-from .experiments import PRETRAINED, Grid, export_table, summary_table
+from .grid import PRETRAINED, Grid
 from .jobs import (ENDED_BADLY, LIVE, PARALLEL, PAPER_TIMEOUT_MIN, TIMEOUT_MIN, TrainJob,
                    cuda_devices, job_error, job_paths, job_resources, local_gpus, make_executor, one_line,
                    parallel_of, pickled_error, slurm_states)
 from .methods import MIXING
+from .tables import export_table, summary_table
 from .train import finished, read_metrics
 
 MANIFEST = "sweep.json"

@@ -95,7 +95,7 @@ def train(cfg: RunConfig, out_dir, overwrite: bool = False, progress: bool = Tru
     run_hash = dict_hash(identity)
     resume = _existing_run(out_dir / CKPT, cfg, run_hash, overwrite)
     if resume is not None and resume.get("finished"):
-        return _finished(resume, out_dir, rank)
+        return _result_of_finished(resume, out_dir, rank)
     if resume is not None:
         _check_runtime(resume, world, device, out_dir, allow_resume_change)
     run = _setup(cfg, out_dir, device, ddp, rank, world, identity, run_hash)
@@ -490,7 +490,7 @@ def _partial(record: dict, cfg, run_hash: str) -> dict:
             "run_hash": run_hash, "config": cfg.to_dict()}
 
 
-def _finished(ckpt: dict, out_dir: Path, rank: int) -> dict:
+def _result_of_finished(ckpt: dict, out_dir: Path, rank: int) -> dict:
     """A finished run's final metrics; ``metrics.json`` rewritten from the checkpoint if a
     kill came between the two writes (or the file was lost)."""
     path = out_dir / METRICS

@@ -101,7 +101,7 @@ def draw_mix(fig, resp: dict, lam: float):
 
 def mix_explorer(resp: dict, lam: float | None = None):
     """A lambda slider for one ID/OOD pair: logit-space mix, its softmax and MSP, against
-    the logits of the input-space mix (``resp`` from experiments.sample_responses)."""
+    the logits of the input-space mix (``resp`` from responses.sample_responses)."""
     import ipywidgets as w
     lam = resp["lam"] if lam is None else lam
     slider = w.FloatSlider(value=lam, min=0.0, max=1.0, step=0.05, description="lambda")

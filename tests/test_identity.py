@@ -5,7 +5,7 @@ one renames runs that exist on disk, so it must not pass unnoticed."""
 import pytest
 
 from lmoe_viz.config import RunConfig
-from lmoe_viz.experiments import cell_name
+from lmoe_viz.grid import cell_name
 from lmoe_viz.io import dict_hash
 
 #: (config fields, identity hash, identity hash once resolved, run folder name)

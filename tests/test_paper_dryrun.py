@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import fakes
-from lmoe_viz import experiments as E
+from lmoe_viz import tables as E
 from lmoe_viz.cli import main
 from lmoe_viz.errors import UserError
 from lmoe_viz.io import file_sha256

@@ -8,7 +8,8 @@ import pytest
 
 from lmoe_viz import methods, plots, scores
 from lmoe_viz.cli import main
-from lmoe_viz.experiments import Grid, summary_table
+from lmoe_viz.grid import Grid
+from lmoe_viz.tables import summary_table
 
 
 def half_mixoe(model, cfg, num_classes, x_in, y, x_out=None, lam=1.0, box=None):

@@ -16,7 +16,7 @@ from lmoe_viz.data import build_splits
 from lmoe_viz.data import outliers as O
 from lmoe_viz.data.protocols import FAR_SETS, far_part, part_dataset
 from lmoe_viz.errors import UserError
-from lmoe_viz.experiments import cell_name
+from lmoe_viz.grid import cell_name
 from lmoe_viz.io import file_sha256
 from lmoe_viz.study import Study, bn_table_cells
 

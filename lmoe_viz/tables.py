@@ -1,0 +1,181 @@
+"""Results tables of finished runs: one row per run under a named protocol, score and
+metric convention; mean and std over seeds (Table I's layout); beside the paper's numbers;
+formatted as Markdown and LaTeX."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .io import atomic_write_text
+from .methods import METHODS, model_label
+from .train import finished, read_metrics
+
+REFERENCE_TABLE = Path(__file__).resolve().parents[1] / "data" / "paper_table1.csv"
+#: the datasets of the paper's Table I (data/paper_table1.csv)
+PAPER_DATASETS = ("bird", "aircraft", "butterfly")
+
+
+def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
+                  score: str = "msp", data_root=None, device="cpu",
+                  recalibrate_bn: bool = False, runs=None) -> pd.DataFrame:
+    """One row per finished run under ``runs_dir`` (only the folders named in ``runs``
+    when given: a grid's own cells, ``Grid.table``), under a named protocol, score and
+    metric convention (evaluation.py). ``holdout``/``ours``/``msp`` is what training
+    records in metrics.json; any other combination, or ``recalibrate_bn`` (BatchNorm
+    statistics recomputed on ID training data, a diagnostic), is computed from cached
+    logits. Rows carry the run's BatchNorm regime (``bn``) and L_LC mode."""
+    rows = []
+    paths = sorted(Path(runs_dir).glob("*/metrics.json"))
+    if runs is not None:
+        wanted = set(runs)
+        paths = [p for p in paths if p.parent.name in wanted]
+    for path in paths:
+        if not finished(path.parent):
+            continue
+        m = read_metrics(path.parent)
+        if (protocol, convention, score, recalibrate_bn) != ("holdout", "ours", "msp", False):
+            from .evaluation import evaluate_checkpoint
+            m = {**m, **evaluate_checkpoint(path.parent / "checkpoint.pt", protocol, score,
+                                            convention, data_root=data_root, device=device,
+                                            recalibrate_bn=recalibrate_bn)}
+        c = m["config"]
+        lc_mode = c.get("lc_mode", "fixed")
+        rows.append({"run": path.parent.name, "method": c["method"], "lc": bool(c["lc"]),
+                     "lc_mode": lc_mode if c["lc"] else "",
+                     "bn": _bn_label(c), "recalibrate_bn": recalibrate_bn,
+                     "alpha": c["alpha"] if METHODS[c["method"]].mixes else np.nan,
+                     "seed": c["seed"], "model": model_label(c["method"], c["lc"], lc_mode),
+                     "protocol": protocol, "score": score, "metric_convention": convention,
+                     "weights": _weights_label(m.get("weights")),
+                     "accuracy": m["accuracy"], "auroc": m["auroc"], "fpr95": m["fpr95"],
+                     "aupr_in": m.get("aupr_in"), "aupr_out": m.get("aupr_out")})
+    if not rows:
+        raise UserError(f"no finished runs under {runs_dir}; run the grid first "
+                        "(notebooks/01_train.ipynb or `lmoe-viz sweep`)")
+    return pd.DataFrame(rows)
+
+
+def _bn_label(config: dict) -> str:
+    """The run's BatchNorm regime; ``ID only`` for pretraining (ID forwards only: every
+    regime is the same). Not ``n/a``: pandas reads that back as a missing value."""
+    return "ID only" if METHODS[config["method"]].pretrains else config.get("bn", config.get("batching"))
+
+
+def _weights_label(rec) -> str:
+    """``IMAGENET1K_V1``, ``none`` or ``file:<sha256 prefix>`` (metrics.json's record)."""
+    if not rec:
+        return "unknown"
+    return f"file:{rec['sha256'][:12]}" if rec.get("name") == "file" else rec.get("name", "unknown")
+
+
+def mean_std_over_seeds(df: pd.DataFrame, keys: list) -> pd.DataFrame:
+    """Mean and std of accuracy, AUROC and FPR95 and the number of seeds per ``keys``
+    (a missing alpha, for the baselines, is a group of its own)."""
+    g = df.fillna({"alpha": -1}).groupby(keys, sort=False)
+    out = g[["accuracy", "auroc", "fpr95"]].agg(["mean", "std"])
+    out.columns = [f"{a}_{b}" for a, b in out.columns]
+    out["n_seeds"] = g.size()
+    out = out.reset_index()
+    out["alpha"] = out["alpha"].replace(-1, np.nan)
+    return out
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (alpha, method, lc), baselines first (Table I layout);
+    runs of another L_LC mode or BatchNorm regime are rows of their own."""
+    keys = ["alpha", "method", "lc", "model"]
+    keys += [k for k in ("lc_mode", "bn", "protocol", "score", "metric_convention") if k in df]
+    out = mean_std_over_seeds(df, keys)
+    out["_o"] = out["method"].map({n: m.order for n, m in METHODS.items()})
+    out = out.sort_values(["_o"]).sort_values(["alpha", "_o", "lc"], na_position="first", kind="stable")
+    return out.drop(columns="_o").reset_index(drop=True)
+
+
+def best_rows(summary: pd.DataFrame) -> dict:
+    """Index of the best row per column: highest accuracy and AUROC, lowest FPR95."""
+    return {"accuracy": int(summary["accuracy_mean"].idxmax()),
+            "auroc": int(summary["auroc_mean"].idxmax()),
+            "fpr95": int(summary["fpr95_mean"].idxmin())}
+
+
+def paper_table(dataset: str | None = None, path=REFERENCE_TABLE) -> pd.DataFrame:
+    """The paper's Table I (accuracy %, AUROC and FPR95 as fractions)."""
+    if not Path(path).is_file():
+        raise UserError(f"reference table {path} not found; it ships in the repository's data/")
+    df = pd.read_csv(path)
+    df["lc"] = df["lc"].astype(str).str.lower() == "true"
+    return df[df["dataset"] == dataset].reset_index(drop=True) if dataset else df
+
+
+def with_paper(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Add the paper's values for ``dataset`` beside ours (paper_* columns).
+
+    Only numbers of the ``paper`` protocol (ID val vs WebVision, data/protocols.py) are
+    comparable with Table I; any other protocol is refused."""
+    protocols = set(summary["protocol"]) if "protocol" in summary else {"holdout"}
+    if protocols != {"paper"}:
+        raise UserError(f"the paper's Table I is compared only with numbers of the 'paper' "
+                        f"protocol (ID val vs WebVision), not {sorted(protocols)}; compute "
+                        "results_table(..., protocol='paper')")
+    paper = paper_table(dataset).rename(columns={"accuracy": "paper_accuracy",
+                                                 "auroc": "paper_auroc", "fpr95": "paper_fpr95"})
+    return summary.merge(paper.drop(columns="dataset"), on=["alpha", "method", "lc"], how="left")
+
+
+def formatted_table(summary: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
+    """'mean ± std' strings (accuracy %, AUROC and FPR95 in %), best per column in bold."""
+    best = best_rows(summary)
+    out = pd.DataFrame({"alpha": summary["alpha"].map(lambda a: "" if pd.isna(a) else f"{a:g}"),
+                        "model": summary["model"]})
+    if "bn" in summary:
+        out["BatchNorm"] = summary["bn"]
+    for col, scale in (("accuracy", 1.0), ("auroc", 100.0), ("fpr95", 100.0)):
+        cells = []
+        for i, (m, s) in enumerate(zip(summary[f"{col}_mean"], summary[f"{col}_std"])):
+            text = f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}")
+            cells.append(f"{bold[0]}{text}{bold[1]}" if best[col] == i else text)
+        out[{"accuracy": "Acc. (%)", "auroc": "AUROC (%)", "fpr95": "FPR95 (%)"}[col]] = cells
+    for col in ("paper_accuracy", "paper_auroc", "paper_fpr95"):
+        if col in summary:
+            scale = 1.0 if col == "paper_accuracy" else 100.0
+            out[col.replace("paper_", "paper ")] = summary[col].map(
+                lambda v: "" if pd.isna(v) else f"{v * scale:.2f}")
+    return out
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines) + "\n"
+
+
+def to_latex(df: pd.DataFrame) -> str:
+    esc = lambda s: str(s).replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")  # noqa: E731
+    lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(df.columns) - 2) + "}", r"\toprule",
+             " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]
+    for row in df.itertuples(index=False):
+        cells = []
+        for v in row:
+            s = esc(v)
+            if s.startswith("**") and s.endswith("**"):
+                s = r"\textbf{" + s[2:-2] + "}"
+            cells.append(s)
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def export_table(summary: pd.DataFrame, out_dir, name: str = "table1") -> dict:
+    """Write the table as CSV (numbers), Markdown and LaTeX (formatted); atomic writes."""
+    out_dir = Path(out_dir)
+    paths = {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md",
+             "tex": out_dir / f"{name}.tex"}
+    atomic_write_text(paths["csv"], summary.to_csv(index=False))
+    formatted = formatted_table(summary)
+    atomic_write_text(paths["md"], to_markdown(formatted))
+    atomic_write_text(paths["tex"], to_latex(formatted))
+    return paths
