@@ -148,10 +148,6 @@ class Study:
         """A run's name in the study: ``p<k>/<run folder>``."""
         return f"p{self.model_of(cfg.seed)}/{self.run_dir(cfg).name}"
 
-    def pending(self, units: int | None = None, records=None) -> list[RunConfig]:
-        return [c for c in self.cells(units)
-                if not _done(self.name_of(c), self.run_dir(c), records)]
-
     def check_design(self, *folders, pilot: bool = False) -> None:
         """Refuse a folder that holds another design's ``design.json``; record ours. A
         pilot's design may grow (more units, extra units, pretrained models: the sizes the
@@ -207,10 +203,6 @@ class Study:
         """(name, folder) of every run of the design, pretrained models first."""
         out = [(f"p{p}/{PRETRAINED}", d) for p, (_, d) in enumerate(self.pretrain_dirs())]
         return out + [(self.name_of(c), self.run_dir(c)) for c in self.cells()]
-
-    def finished_runs(self) -> list[tuple[str, Path]]:
-        """(name, folder) of every run of the design whose checkpoint is here."""
-        return [(n, d) for n, d in self.runs() if finished(d)]
 
     def eval_sets(self) -> list[tuple[str, str, str]]:
         """(protocol, OOD set, part) of every OOD test set: near, then each far set that can
