@@ -99,10 +99,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="check (default), build-info (official release) or import-mixoe (MixOE's info files)")
     d.add_argument("--info-dir", default=None, help="import-mixoe: MixOE's info/ folder")
     _add_options(d, "common")
-    from . import reproduce, study, sweep
+    from . import reproduce, studycmd, sweep
     reproduce.add_parser(sub)
     sweep.add_parser(sub)
-    study.add_parser(sub)
+    studycmd.add_parser(sub)
     return parser
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .data.protocols import PROTOCOLS, protocol_parts
-from .metrics import METRIC_CONVENTIONS, accuracy, metrics_by_convention
-from .scores import score as score_fn
+from .metrics import METRIC_CONVENTIONS, metrics_row
 
 __all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint"]
 
@@ -27,11 +26,7 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
     res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part),
                         data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
                         recalibrate_bn=recalibrate_bn)
-    idt, ood = res[id_part], res[ood_part]
-    return {"checkpoint": str(Path(checkpoint)), "protocol": protocol, "score": score,
+    return {"checkpoint": str(Path(checkpoint)), "protocol": protocol,
             "recalibrate_bn": bool(recalibrate_bn),
             "weights": meta.get("weights"), "config": meta.get("config"),
-            "accuracy": accuracy(idt["logits"], idt["labels"]),
-            "n_id": int(len(idt["labels"])), "n_ood": int(len(ood["labels"])),
-            **metrics_by_convention(score_fn(score, idt["logits"]), score_fn(score, ood["logits"]),
-                                    convention)}
+            **metrics_row(res[id_part], res[ood_part], score, convention)}

@@ -1,5 +1,6 @@
-"""submitit jobs of a sweep: what one job runs, its resources, its executor, and what
-became of it (Slurm states, the error a job raised, in one line).
+"""Where runs train: what one job runs, a local pool of processes (the study's), a sweep's
+submitit jobs, their resources, their executor, and what became of them (Slurm states, the
+error a job raised, in one line).
 
 Resources follow the preset (``job_resources``): ``--timeout-min`` defaults to
 TIMEOUT_MIN, CPUs per task are the preset's loader workers + 1, and jobs get one GPU each
@@ -8,9 +9,18 @@ pre-empted is requeued by submitit (``TrainJob.checkpoint``) and resumes.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 
+import torch
+
+from .config import RunConfig
+from .data import get_preset
 from .errors import UserError
+from .train import train
 
 #: default --timeout-min of one job, per preset: digits trains in seconds and Fashion-MNIST in
 #: minutes on a CPU; a paper preset's 90-epoch ResNet-50 pretraining takes hours on one GPU,
@@ -27,9 +37,7 @@ ENDED_BADLY = {"FAILED", "TIMEOUT", "CANCELLED", "OUT_OF_MEMORY", "NODE_FAIL", "
 
 
 def train_job(cfg_dict: dict, out_dir: str) -> dict:
-    """Train one run (module level, so it pickles by reference; study.py calls it too)."""
-    from .config import RunConfig
-    from .train import train
+    """Train one run (module level, so it pickles by reference; the pool calls it too)."""
     return train(RunConfig.from_dict(cfg_dict), out_dir, progress=False)
 
 
@@ -46,16 +54,45 @@ class TrainJob:
         return DelayedSubmission(self, *args, **kwargs)
 
 
+# ---- a local pool (the study) ---------------------------------------------------------
+
+def _train_one(cfg_dict: dict, out_dir: str, threads: int) -> tuple[str, float, str | None]:
+    """Train one run; (name, seconds, error line or None): one failed run does not stop
+    the others (rerun to retry it)."""
+    if threads:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    try:
+        train_job(cfg_dict, out_dir)
+        error = None
+    except Exception as exc:  # noqa: BLE001 - reported per run, the others go on
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        error = f"{type(exc).__name__}: {first}"
+    return f"{Path(out_dir).parent.name}/{Path(out_dir).name}", time.time() - t0, error
+
+
+def train_local(tasks: list, jobs: int):
+    """Yield (``<parent>/<run>`` name, seconds, error) as the (config dict, run folder)
+    ``tasks`` finish; ``jobs`` spawned processes of one thread each (``jobs`` 1: in this
+    process, with its threads)."""
+    if jobs <= 1:
+        for cfg, out in tasks:
+            yield _train_one(cfg, out, 0)
+        return
+    with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_one, cfg, out, 1) for cfg, out in tasks]
+        for f in as_completed(futures):
+            yield f.result()
+
+
 # ---- resources ------------------------------------------------------------------------
 
 def cuda_devices() -> int:
-    import torch
     return torch.cuda.device_count()
 
 
 def default_timeout_min(preset: str) -> int:
     """TIMEOUT_MIN of the preset; PAPER_TIMEOUT_MIN for the ResNet-50 (paper) presets."""
-    from .data import get_preset
     p = get_preset(preset)
     return TIMEOUT_MIN.get(p.name, PAPER_TIMEOUT_MIN if p.arch == "resnet50" else 60)
 

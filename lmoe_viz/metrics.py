@@ -30,6 +30,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from .errors import UserError
+from .scores import score as score_of
 
 FPR_CONVENTIONS = ("threshold", "oe")
 METRIC_CONVENTIONS = ("ours", "mixoe")
@@ -93,12 +94,17 @@ def ood_metrics(id_scores, ood_scores, convention: str = "threshold") -> dict:
             "aupr_out": aupr_out(id_scores, ood_scores)}
 
 
-def evaluate_logits(id_logits, id_labels, ood_logits, score_name: str = "msp") -> dict:
-    """Accuracy (%) and the OOD metrics of one score, from logits."""
-    from .scores import score
-    out = {"accuracy": accuracy(id_logits, id_labels), "score": score_name}
-    out.update(ood_metrics(score(score_name, id_logits), score(score_name, ood_logits)))
-    return out
+def metrics_row(id_part: dict, ood_part: dict, score: str = "msp", convention: str = "ours") -> dict:
+    """The one metrics row of a model's ID and OOD logits (``{"logits", "labels"}`` each, as
+    extract.py gives them): accuracy (%) on the ID part, the sample counts, and the OOD
+    metrics of one score (scores.py) under one metric convention (module doc). Training
+    (train.test_metrics), ``lmoe-viz evaluate`` (evaluation.py), the study's records and
+    the BatchNorm table build their rows with it."""
+    id_logits, ood_logits = id_part["logits"], ood_part["logits"]
+    return {"accuracy": accuracy(id_logits, id_part["labels"]), "score": score,
+            "n_id": int(len(id_logits)), "n_ood": int(len(ood_logits)),
+            **metrics_by_convention(score_of(score, id_logits), score_of(score, ood_logits),
+                                    convention)}
 
 
 def mixoe_curve(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ from .errors import TrainingError, UserError
 from .extract import predict_all
 from .io import atomic_write_json, check_can_create, dict_hash, file_sha256, read_json
 from .methods import METHODS, draw_mix, objective
-from .metrics import accuracy, evaluate_logits
+from .metrics import accuracy, metrics_row
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
                      model_from_checkpoint, save_checkpoint)
 from .runtime import (dist_info, epoch_seed, init_distributed, resolve_device, rng_state,
@@ -364,14 +364,14 @@ def _bar(enabled: bool, total: int, desc: str):
 
 # ---------------------------------------------------------------------------- evaluation
 
-def evaluate(model, splits, device, score: str = "msp", num_workers: int = 0) -> dict:
-    """Accuracy (%) on ID test and OOD metrics (MSP by default) on ID vs OOD test: the
-    ``holdout`` protocol with our metric conventions (evaluation.py has all protocols).
-    Sharded across DDP ranks (extract.predict_all); every rank gets the result."""
+def test_metrics(model, splits, device, score: str = "msp", num_workers: int = 0) -> dict:
+    """The in-memory model's metrics row (metrics.metrics_row) on ID test vs OOD test: the
+    ``holdout`` protocol, convention ``ours`` (a checkpoint under any protocol:
+    evaluation.evaluate_checkpoint). Sharded across DDP ranks (extract.predict_all);
+    every rank gets the result."""
     idt = predict_all(model, splits.id_test, device, num_workers)
     ood = predict_all(model, splits.ood_test, device, num_workers)
-    return {**evaluate_logits(idt["logits"], idt["labels"], ood["logits"], score),
-            "protocol": "holdout", "metric_convention": "ours"}
+    return {**metrics_row(idt, ood, score, "ours"), "protocol": "holdout"}
 
 
 def epoch_metrics(run: Run, epoch: int) -> dict:
@@ -384,7 +384,7 @@ def epoch_metrics(run: Run, epoch: int) -> dict:
         v = predict_all(run.model, run.splits.id_val, run.device, cfg.num_workers)
         out["val_accuracy"] = accuracy(v["logits"], v["labels"])
     if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0:
-        out.update(evaluate(run.model, run.splits, run.device, num_workers=cfg.num_workers))
+        out.update(test_metrics(run.model, run.splits, run.device, num_workers=cfg.num_workers))
     return out
 
 
@@ -407,7 +407,7 @@ def _final_metrics(run: Run, state: dict) -> dict:
         selected = state["best"]["epoch"]
     else:
         selected = state["epoch"]
-    metrics = evaluate(run.model, run.splits, run.device, num_workers=cfg.num_workers)
+    metrics = test_metrics(run.model, run.splits, run.device, num_workers=cfg.num_workers)
     if run.splits.id_val is not None and "val_accuracy" in state["history"][selected - 1]:
         metrics["val_accuracy"] = state["history"][selected - 1]["val_accuracy"]
     return {**metrics, "epoch": state["epoch"], "select": cfg.select, "selected_epoch": selected,

@@ -60,9 +60,15 @@ def test_scores_hand_computed():
         S.score("odin", z)
 
 
-def test_evaluate_logits_higher_is_more_id():
+def test_metrics_row_higher_is_more_id():
     id_logits = np.array([[5.0, 0.0], [0.0, 5.0]])
     ood_logits = np.array([[0.1, 0.0], [0.0, 0.2]])
     for name in S.SCORES:
-        m = M.evaluate_logits(id_logits, [0, 1], ood_logits, name)
-        assert m["auroc"] == 1.0 and m["fpr95"] == 0.0 and m["accuracy"] == 100.0
+        for convention in M.METRIC_CONVENTIONS:
+            m = M.metrics_row({"logits": id_logits, "labels": [0, 1]},
+                              {"logits": ood_logits, "labels": [-1, -1]}, name, convention)
+            assert m["auroc"] == 1.0 and m["accuracy"] == 100.0
+            # MixOE's FPR95 takes the first point whose TPR is closest to 0.95: with 2 ID
+            # samples that is TPR 1 before any OOD sample is removed, so FPR 1
+            assert m["fpr95"] == (0.0 if convention == "ours" else 1.0)
+            assert (m["score"], m["metric_convention"], m["n_id"], m["n_ood"]) == (name, convention, 2, 2)

@@ -18,7 +18,8 @@ from lmoe_viz.data.protocols import FAR_SETS, far_part, part_dataset
 from lmoe_viz.errors import UserError
 from lmoe_viz.grid import cell_name
 from lmoe_viz.io import file_sha256
-from lmoe_viz.study import Study, bn_table_cells
+from lmoe_viz.bntable import bn_table_cells
+from lmoe_viz.study import Study
 
 
 def test_cell_names_carry_lc_mode_regime_and_the_ce_control():
