@@ -133,48 +133,13 @@ def gpu_piece(device="cuda", arch: str = "resnet50", preset: str = "bird", size:
                 largest[k] = measure(cfg, net, b, device, max(steps // 2, 2), warmup, 1)
     workers = workers or max(cpu_cores() - 1, 1)
     per_worker = supply_rate(tiny, size)
-
-    where = f"{arch} {size} px, {device}"
-    targets = {} if tiny else TARGETS           # a toy size on a CPU is judged by nothing
-    bound = None if tiny else 1.10
     figures, supply = [], {}
     for k, cfg in cfgs.items():
-        for compiled in compile_modes:
-            mode = "compile" if compiled else "eager"
-            r = results[(k, compiled)]
-            figures.append(Figure(f"{k} b{batch} {mode}", r["images_per_s"], "img/s",
-                                  f"ID images/s, median of {blocks} blocks of {steps} full "
-                                  f"training steps after {warmup}; {where}; {cfg.bn} forwards",
-                                  targets.get(k), ">="))
-            if k != "CE":
-                passes = ideal_passes(cfg)
-                ce = results[("CE", compiled)]["step_ms"]
-                figures.append(Figure(f"{k} / CE / {passes} passes b{batch} {mode}",
-                                      r["step_ms"] / ce / passes, "x",
-                                      f"step time over CE's ({mode}), per ideal pass", bound, "<="))
-        r = results[(k, compile_modes[0])]
-        if r["peak_gib"] is not None:
-            figures.append(Figure(f"{k} b{batch} peak memory", r["peak_gib"], "GiB",
-                                  "torch.cuda.max_memory_allocated over the measured steps "
-                                  f"({'compile' if compile_modes[0] else 'eager'})"))
-        if k in largest:
-            m = largest[k]
-            figures.append(Figure(f"{k} largest batch", m["batch"], "images",
-                                  f"doubling from {2 * batch} until out of memory "
-                                  f"(cap {max_cap}), eager"))
-            figures.append(Figure(f"{k} b{m['batch']} eager", m["images_per_s"], "img/s",
-                                  "ID images/s at the largest batch "
-                                  f"(peak {m['peak_gib']:.1f} GiB)"))
-        best = max(results[(k, c)]["images_per_s"] for c in compile_modes)
-        rows_per_id = 1 + (cfg.aux_ratio if cfg.method != "baseline" else 0)
-        need = best * rows_per_id
-        supply[k] = {"per_worker": per_worker, "workers": workers, "id_images_per_s": best,
-                     "images_per_id": rows_per_id, "needed": need}
-        figures.append(Figure(f"{k} data supply", per_worker * workers / need, "x",
-                              f"one worker's images/s ({per_worker:.0f}: pil, train transform, "
-                              f"NABirds-size JPEGs) x {workers} workers / images/s needed (ID "
-                              f"images/s at b{batch}, best mode, x (1 + outliers per ID image))",
-                              None if tiny else 1.0, ">="))
+        f, supply[k] = _method_figures(k, cfg, results, largest.get(k), compile_modes, batch,
+                                       f"{arch} {size} px, {device}",
+                                       f"median of {blocks} blocks of {steps} full training "
+                                       f"steps after {warmup}", max_cap, per_worker, workers, tiny)
+        figures += f
     settings = {"device": str(device), "arch": arch, "preset": preset,
                 "num_classes": p.num_id, "size": size, "batch": batch, "steps": steps,
                 "warmup": warmup, "blocks": blocks, "compile_modes": list(compile_modes),
@@ -187,6 +152,52 @@ def gpu_piece(device="cuda", arch: str = "resnet50", preset: str = "bird", size:
     notes = [] if torch.device(device).type == "cuda" else [
         "measured on the CPU at a toy size: these numbers only show the code runs"]
     return Piece("gpu", figures, settings, details, notes)
+
+
+def _method_figures(k, cfg, results, largest, compile_modes, batch, where, timing, max_cap,
+                    per_worker, workers, tiny) -> tuple[list, dict]:
+    """The figures of method ``k``: img/s per mode, its step time over CE's per ideal pass,
+    peak memory, the largest batch (``largest``: its measurement, or None) and the data
+    supply over the images/s the GPU consumes; and the supply's numbers."""
+    targets = {} if tiny else TARGETS           # a toy size on a CPU is judged by nothing
+    bound = None if tiny else 1.10
+    figures = []
+    for compiled in compile_modes:
+        mode = "compile" if compiled else "eager"
+        r = results[(k, compiled)]
+        figures.append(Figure(f"{k} b{batch} {mode}", r["images_per_s"], "img/s",
+                              f"ID images/s, {timing}; {where}; {cfg.bn} forwards",
+                              targets.get(k), ">="))
+        if k != "CE":
+            passes = ideal_passes(cfg)
+            ce = results[("CE", compiled)]["step_ms"]
+            figures.append(Figure(f"{k} / CE / {passes} passes b{batch} {mode}",
+                                  r["step_ms"] / ce / passes, "x",
+                                  f"step time over CE's ({mode}), per ideal pass", bound, "<="))
+    r = results[(k, compile_modes[0])]
+    if r["peak_gib"] is not None:
+        figures.append(Figure(f"{k} b{batch} peak memory", r["peak_gib"], "GiB",
+                              "torch.cuda.max_memory_allocated over the measured steps "
+                              f"({'compile' if compile_modes[0] else 'eager'})"))
+    if largest is not None:
+        m = largest
+        figures.append(Figure(f"{k} largest batch", m["batch"], "images",
+                              f"doubling from {2 * batch} until out of memory "
+                              f"(cap {max_cap}), eager"))
+        figures.append(Figure(f"{k} b{m['batch']} eager", m["images_per_s"], "img/s",
+                              "ID images/s at the largest batch "
+                              f"(peak {m['peak_gib']:.1f} GiB)"))
+    best = max(results[(k, c)]["images_per_s"] for c in compile_modes)
+    rows_per_id = 1 + (cfg.aux_ratio if cfg.method != "baseline" else 0)
+    need = best * rows_per_id
+    supply = {"per_worker": per_worker, "workers": workers, "id_images_per_s": best,
+              "images_per_id": rows_per_id, "needed": need}
+    figures.append(Figure(f"{k} data supply", per_worker * workers / need, "x",
+                          f"one worker's images/s ({per_worker:.0f}: pil, train transform, "
+                          f"NABirds-size JPEGs) x {workers} workers / images/s needed (ID "
+                          f"images/s at b{batch}, best mode, x (1 + outliers per ID image))",
+                          None if tiny else 1.0, ">="))
+    return figures, supply
 
 
 def tiny_kwargs() -> dict:

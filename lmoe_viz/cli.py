@@ -12,11 +12,18 @@ import sys
 from pathlib import Path
 
 from .config import RunConfig
+from . import reproduce, studycmd, sweep
+from .datacmd import build_info_cmd, check
 from .data.protocols import PROTOCOLS
 from .errors import UserError
+from .evaluation import evaluate_checkpoint
+from .io import atomic_write_json
 from .methods import METHODS, PRETRAINING
 from .metrics import METRIC_CONVENTIONS
+from .models import load_checkpoint
+from .runtime import resolve_device
 from .scores import SCORES
+from .train import train
 
 
 #: what ``evaluate`` takes from the checkpoint (a value given that differs is refused)
@@ -34,10 +41,9 @@ def _add_options(p: argparse.ArgumentParser, scope: str, from_checkpoint: bool =
             continue
         flags = meta["flags"] or ("--" + f.name.replace("_", "-"),)
         default = None if from_checkpoint and f.name in CHECKPOINT_FIELDS else f.default
-        if f.name == "faithful":          # --correct-quirks turns MixOE's quirks off
-            p.add_argument(*flags, dest=f.name, action="store_false", default=default, help=meta["help"])
-        elif f.type == "bool":
-            p.add_argument(*flags, dest=f.name, action="store_true", help=meta["help"])
+        if f.type == "bool":              # a flag turns its default (False, or True) over
+            action = "store_false" if f.default else "store_true"
+            p.add_argument(*flags, dest=f.name, action=action, default=default, help=meta["help"])
         else:
             kind = int if "int" in f.type else float if "float" in f.type else str
             shown = {"metavar": "{" + ",".join(meta["choices"]) + "}"} if meta["choices"] else {}
@@ -48,10 +54,12 @@ def _add_options(p: argparse.ArgumentParser, scope: str, from_checkpoint: bool =
 def _check_against_checkpoint(args, ckpt_config: dict, path) -> None:
     """evaluate: a --preset/--seed/--split/--correct-quirks that differs from the
     checkpoint's own config would be silently ignored; refuse it in one line."""
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     for key in CHECKPOINT_FIELDS:
         value = getattr(args, key)
         if value is not None and ckpt_config.get(key) != value:
-            flag = "--correct-quirks" if key == "faithful" else f"--{key} {value}"
+            flags = fields[key].metadata["flags"] or (f"--{key.replace('_', '-')}",)
+            flag = flags[0] if fields[key].type == "bool" else f"{flags[0]} {value}"
             raise UserError(f"{flag} contradicts checkpoint {path} ({key} {ckpt_config.get(key)!r}); "
                             "leave it out: evaluate uses the checkpoint's own config")
 
@@ -60,7 +68,6 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _add_options(p, "common")
     p.add_argument("--out", required=True, help="run folder (checkpoint.pt, metrics.json)")
     _add_options(p, "train")
-    p.add_argument("--aux-root", default=None, help="WebVision folder (default DATA_ROOT/webvision)")
     p.add_argument("--overwrite", action="store_true", help="replace a run of another config in --out")
     p.add_argument("--allow-resume-change", action="store_true",
                    help="resume a run on another world size or device type")
@@ -99,7 +106,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
                    help="check (default), build-info (official release) or import-mixoe (MixOE's info files)")
     d.add_argument("--info-dir", default=None, help="import-mixoe: MixOE's info/ folder")
     _add_options(d, "common")
-    from . import reproduce, studycmd, sweep
     reproduce.add_parser(sub)
     sweep.add_parser(sub)
     studycmd.add_parser(sub)
@@ -117,13 +123,11 @@ def config_from_args(args) -> RunConfig:
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)
              if f.metadata["cli"] is not None and hasattr(args, f.name)}
     given["aux_exclude"] = _exclude(given["aux_exclude"])
-    extra = {"aux_root": args.aux_root} if getattr(args, "aux_root", None) else {}
     return RunConfig(**given, method=getattr(args, "method", PRETRAINING),
-                     init=getattr(args, "init", None), extra=extra)
+                     init=getattr(args, "init", None))
 
 
 def cmd_train(args) -> int:
-    from .train import train
     cfg = config_from_args(args)
     out = train(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress,
                 allow_resume_change=args.allow_resume_change)
@@ -133,16 +137,14 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .evaluation import evaluate_checkpoint
-    from .io import atomic_write_json
-    from .runtime import resolve_device
-    from .models import load_checkpoint
     if args.score not in SCORES:
         raise UserError(f"unknown score {args.score!r}; choose one of {', '.join(SCORES)}")
-    _check_against_checkpoint(args, load_checkpoint(args.checkpoint)["config"], args.checkpoint)
+    ckpt = load_checkpoint(args.checkpoint)             # loaded once: checked, then evaluated
+    _check_against_checkpoint(args, ckpt["config"], args.checkpoint)
     m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,
                             data_root=args.data_root, device=resolve_device(args.device),
-                            aux_root=args.aux_root, recalibrate_bn=args.recalibrate_bn)
+                            aux_root=args.aux_root, recalibrate_bn=args.recalibrate_bn,
+                            loaded=ckpt)
     recal = "_recalibrated" if args.recalibrate_bn else ""
     name = f"evaluate_{args.protocol}_{args.score}_{args.metric_convention}{recal}.json"
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
@@ -152,7 +154,6 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .datacmd import build_info_cmd, check
     if args.action == "build-info":
         return build_info_cmd(args.preset, args.data_root)
     if args.action == "import-mixoe":

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .batchnorm import BN_REGIMES
+from .compat import named_identity, upgrade_config
+from .data.presets import PRESETS, get_preset
 from .errors import UserError
 from .io import file_sha256
 from .losses import LC_MODES
@@ -122,11 +124,11 @@ class RunConfig:
                                        "(default: once, at the end)", trains=False)
     init: Optional[str] = option(None, "checkpoint from `lmoe-viz pretrain`", cli=None,
                                  trains="content")
-    extra: dict = option(help="untyped extras (aux_root: the WebVision folder)", cli=None,
-                         factory=dict)
+    aux_root: Optional[str] = option(None, "WebVision folder of the outliers (default "
+                                     "DATA_ROOT/webvision); its listing's hash, not the path, "
+                                     "enters the run's name", cli="finetune", trains="content")
 
     def validate(self) -> "RunConfig":
-        from .data.presets import PRESETS
         if self.preset not in PRESETS:
             raise UserError(f"unknown preset {self.preset!r}; choose one of {', '.join(PRESETS)}")
         _choice("method", self.method, tuple(METHODS))
@@ -192,7 +194,6 @@ class RunConfig:
 
     def resolved(self) -> "RunConfig":
         """A copy with every ``None`` default filled from the preset and the method."""
-        from .data.presets import get_preset
         preset = get_preset(self.preset)
         spec = method_spec(self.method)
         finetune = not spec.pretrains
@@ -224,6 +225,9 @@ class RunConfig:
         if out.outliers != "crops" and preset.arch == "resnet50":
             raise UserError(f"--outliers {out.outliers} applies to the embedded presets; "
                             f"{preset.name} trains on WebVision outliers: leave --outliers out")
+        if out.aux_root is not None and preset.arch != "resnet50":
+            raise UserError(f"--aux-root {out.aux_root} applies to the paper presets (WebVision "
+                            f"outliers); {preset.name} ships its own: leave --aux-root out")
         if out.image_size is not None and preset.arch != "resnet50":
             raise UserError(f"--image-size applies to the paper presets; {preset.name} trains "
                             f"at its native {preset.image_size} px")
@@ -235,7 +239,6 @@ class RunConfig:
     @property
     def input_size(self) -> int:
         """The crop size the network sees (the preset's, or ``image_size`` for dry runs)."""
-        from .data.presets import get_preset
         return self.image_size or get_preset(self.preset).image_size
 
     def to_dict(self) -> dict:
@@ -244,31 +247,24 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        if "batching" in d and "bn" not in d:      # checkpoints written before --bn
-            d = {**{k: v for k, v in d.items() if k != "batching"}, "bn": d["batching"]}
+        d = upgrade_config(d)                      # older versions' names (compat.py)
         unknown = sorted(set(d) - known)
         if unknown:
             raise UserError(f"unknown config field(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
 
     def identity(self) -> dict:
-        """Fields that change what is trained (not where data lives or which device runs).
+        """Fields that change what is trained (not where data lives or which device runs),
+        under the names old runs were hashed with (compat.named_identity).
 
-        The initial checkpoint, the initial weights and a WebVision exclusion file enter
-        the run's identity through their content hash (train.py), not their path."""
+        The initial checkpoint, the initial weights, the WebVision folder and a WebVision
+        exclusion file enter the run's identity through their content's hash
+        (train.run_identity; here for the exclusion file), not their path."""
         d = self.to_dict()
         for f in dataclasses.fields(self):          # option(trains=False or "content")
             if f.metadata["trains"] is not True:
                 d.pop(f.name)
-        if d["decode"] == "pil":            # the default decode adds nothing: old names stay
-            d.pop("decode")
-        if d["outliers"] == "crops" or d["method"] in ID_ONLY:   # the default, or unused
-            d.pop("outliers")
-        # names of runs made before --bn / --lc-mode stay valid: the regime keeps its old
-        # key, and the default L_LC adds nothing
-        d["batching"] = d.pop("bn")
-        if d["lc_mode"] == "fixed":
-            d.pop("lc_mode")
+        d = named_identity(d, d["method"] in ID_ONLY)
         if d["batching"] == "joint" and d["id_forward"] == "separate":
             d["joint_id_forward"] = True     # the ID-only batch joined the joint forward (issue 8)
         if d["aux_exclude"] not in ("mixoe", "none") and Path(d["aux_exclude"]).is_file():

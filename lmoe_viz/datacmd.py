@@ -4,6 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import RunConfig
+from .data import fashion
+from .data.build_info import build_info
+from .data.finegrained import require_present
+from .data.mixoe_info import import_mixoe
 from .data.presets import get_preset
 from .errors import UserError
 
@@ -14,14 +18,12 @@ def check(preset: str, data_root=None, split: int = 0, faithful: bool = True) ->
     print(f"  classes: {p.num_id} ID / {p.num_ood} OOD, {p.image_size} px, {p.channels} channel(s), "
           f"network {p.arch}")
     if preset == "fashion-mnist":
-        from .data import fashion
         found = fashion.locate(data_root)
         if found is None:
             raise UserError("Fashion-MNIST not found in " +
                             ", ".join(map(str, fashion.candidate_dirs(data_root))) + "; " + fashion.FIX)
     splits = p.build(RunConfig(preset=preset, data_root=data_root, split=split, faithful=faithful))
     if p.arch == "resnet50":        # every listed image must exist, not only the first
-        from .data.finegrained import require_present
         for part in ("id_train", "id_val", "id_test", "ood_test"):
             paths = getattr(splits, part).paths
             if paths:
@@ -42,10 +44,8 @@ def check(preset: str, data_root=None, split: int = 0, faithful: bool = True) ->
 def build_info_cmd(preset: str, data_root, info_dir=None) -> int:
     """``build-info`` (official release) or, with ``info_dir``, ``import-mixoe``."""
     if info_dir is not None:
-        from .data.mixoe_info import import_mixoe
         written = import_mixoe(preset, info_dir, data_root)
     else:
-        from .data.build_info import build_info
         written = build_info(preset, data_root)
     for path in written:
         n = sum(1 for _ in open(path, encoding="utf-8"))

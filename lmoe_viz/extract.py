@@ -16,7 +16,12 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
+from .batchnorm import recalibrate
+from .config import RunConfig
+from .data import build_splits
+from .data.protocols import inputs_digest, part_dataset
 from .io import atomic_save, atomic_write_json, dict_hash, file_sha256, read_json
+from .models import load_checkpoint, model_from_checkpoint
 from .runtime import dist_info, resolve_device
 from .sampling import SAMPLE_SEED, sample_rows
 
@@ -89,7 +94,7 @@ def cache_key(ckpt_sha: str, preset: str, split: int, parts, data_root=None, inp
 
 def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root=None,
             device="cpu", aux_limit: int = 2000, refresh: bool = False, aux_root=None,
-            with_meta: bool = False, recalibrate_bn: bool = False, splits=None):
+            with_meta: bool = False, recalibrate_bn: bool = False, splits=None, loaded=None):
     """``{part: {logits, features, labels, ids}}`` for a checkpoint, cached on disk.
 
     ``cache_dir`` defaults to ``<checkpoint folder>/logits``. ``aux`` is capped at
@@ -98,36 +103,26 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     ``recalibrate_bn`` recomputes BatchNorm's running statistics on the ID training images
     before extracting (batchnorm.recalibrate; cached under its own key). ``splits``: the
     run's data, or a function that builds it on a cache miss (callers extracting many
-    runs of one preset and split build it once).
+    runs of one preset and split build it once). ``loaded``: ``checkpoint`` already loaded
+    (models.load_checkpoint; the CLI checks it first), so it is read once.
     """
-    from .config import RunConfig
-    from .data import build_splits
-    from .data.protocols import inputs_digest, part_dataset
-    from .models import load_checkpoint, model_from_checkpoint
     device = resolve_device(device) if device in ("auto", "cpu", "cuda") else device
     checkpoint = Path(checkpoint)
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = loaded if loaded is not None else load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(ckpt["config"])
     if data_root is not None:
         cfg.data_root = str(data_root)
     if aux_root is not None:
-        cfg.extra = {**cfg.extra, "aux_root": str(aux_root)}
+        cfg.aux_root = str(aux_root)
     sha = file_sha256(checkpoint)
     meta_out = {"config": ckpt["config"], "weights": ckpt.get("weights")}
     cache_dir = Path(cache_dir) if cache_dir else checkpoint.parent / "logits"
     key = cache_key(sha, cfg.preset, cfg.split, parts, cfg.data_root,
                     inputs_digest(cfg, parts), recalibrate_bn, aux_limit)
     npz, meta_path = cache_dir / f"{key}.npz", cache_dir / f"{key}.json"
-    if not refresh and npz.is_file() and meta_path.is_file():
-        try:
-            meta = read_json(meta_path)
-            if meta.get("checkpoint_sha256") == sha:
-                with np.load(npz) as data:
-                    result = _unflatten(dict(data))
-                return (result, meta_out) if with_meta else result
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            warnings.warn(f"logit cache {npz} is unreadable ({type(exc).__name__}); "
-                          "recomputing it", stacklevel=2)
+    result = None if refresh else _read_cache(npz, meta_path, sha)
+    if result is not None:
+        return (result, meta_out) if with_meta else result
     if splits is None:
         splits = build_splits(cfg)
     elif callable(splits):
@@ -135,21 +130,39 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     datasets = {p: part_dataset(p, splits, cfg) for p in parts}
     model = model_from_checkpoint(ckpt).to(device)
     if recalibrate_bn:
-        from .batchnorm import recalibrate
         recalibrate(model, splits.id_train, device, batch_size=cfg.batch_size or 128,
                     seed=cfg.seed)
     result = {p: predict(model, datasets[p], device, limit=aux_limit if p == "aux" else None)
               for p in parts}
+    _write_cache(npz, meta_path, result, {
+        "checkpoint": str(checkpoint), "checkpoint_sha256": sha, "config": ckpt["config"],
+        "parts": list(parts), "id_classes": ckpt.get("id_classes"),
+        "ood_classes": ckpt.get("ood_classes"), "weights": ckpt.get("weights"),
+        "recalibrate_bn": bool(recalibrate_bn),
+        "sizes": {p: len(d["labels"]) for p, d in result.items()}})
+    return (result, meta_out) if with_meta else result
+
+
+def _read_cache(npz: Path, meta_path: Path, sha: str) -> dict | None:
+    """A cached extraction of the checkpoint of ``sha``; None when absent or unreadable
+    (a warning says so, and the caller recomputes it)."""
+    if not (npz.is_file() and meta_path.is_file()):
+        return None
+    try:
+        if read_json(meta_path).get("checkpoint_sha256") != sha:
+            return None
+        with np.load(npz) as data:
+            return _unflatten(dict(data))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        warnings.warn(f"logit cache {npz} is unreadable ({type(exc).__name__}); "
+                      "recomputing it", stacklevel=3)
+        return None
+
+
+def _write_cache(npz: Path, meta_path: Path, result: dict, meta: dict) -> None:
     flat = {f"{p}/{k}": v for p, d in result.items() for k, v in d.items()}
     atomic_save(npz, lambda buf: np.savez(buf, **flat))
-    atomic_write_json(meta_path, {"checkpoint": str(checkpoint), "checkpoint_sha256": sha,
-                                  "config": ckpt["config"], "parts": list(parts),
-                                  "id_classes": ckpt.get("id_classes"),
-                                  "ood_classes": ckpt.get("ood_classes"),
-                                  "weights": ckpt.get("weights"),
-                                  "recalibrate_bn": bool(recalibrate_bn),
-                                  "sizes": {p: len(d["labels"]) for p, d in result.items()}})
-    return (result, meta_out) if with_meta else result
+    atomic_write_json(meta_path, meta)
 
 
 def _unflatten(flat: dict) -> dict:

@@ -105,7 +105,6 @@ def job_resources(kind: str, preset: str, gpus: int | None = None, timeout_min: 
     ``gpus`` per job defaults to one where GPUs are: on this machine when torch sees one
     (local), on Slurm for the ResNet-50 presets; ``timeout_min`` to default_timeout_min;
     CPUs per task are the preset's loader workers + 1 (the training process)."""
-    from .data import get_preset
     p = get_preset(preset)
     if gpus is None:
         gpus = {"slurm": int(p.arch == "resnet50"), "local": int(cuda_devices() > 0)}.get(kind, 0)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .data import get_preset
 from .errors import UserError
 from .io import atomic_write_text, check_can_create, ensure_dir
 from .nbcache import NotebookState, inputs_digest, outputs_state, package_digest
@@ -166,7 +167,6 @@ def add_parser(sub) -> None:
 
 
 def cmd_reproduce(args) -> int:
-    from .data import get_preset
     get_preset(args.preset)
     params = load_params(args.params_file, args.param)
     t0 = time.time()

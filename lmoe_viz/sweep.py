@@ -29,6 +29,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .grid import PRETRAINED, Grid
+from .io import atomic_write_json
 from .jobs import (ENDED_BADLY, LIVE, PARALLEL, PAPER_TIMEOUT_MIN, TIMEOUT_MIN, TrainJob,
                    cuda_devices, job_error, job_paths, job_resources, local_gpus, make_executor, one_line,
                    parallel_of, pickled_error, slurm_states)
@@ -56,7 +57,6 @@ def gather_table(grid: Grid, tables_dir) -> dict:
 # ---- the manifest DIR/sweep.json ------------------------------------------------------
 
 def write_manifest(out_dir, grid: Grid, kind: str, jobs: dict, folder) -> None:
-    from .io import atomic_write_json
     atomic_write_json(Path(out_dir) / MANIFEST, {
         "executor": kind, "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
         "grid": dataclasses.asdict(grid), "runs": [name for name, _, _ in _runs(grid)],

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UserError
+from .evaluation import evaluate_checkpoint
 from .io import atomic_write_text
 from .methods import METHODS, model_label
 from .train import finished, read_metrics
@@ -37,7 +38,6 @@ def results_table(runs_dir, protocol: str = "holdout", convention: str = "ours",
             continue
         m = read_metrics(path.parent)
         if (protocol, convention, score, recalibrate_bn) != ("holdout", "ours", "msp", False):
-            from .evaluation import evaluate_checkpoint
             m = {**m, **evaluate_checkpoint(path.parent / "checkpoint.pt", protocol, score,
                                             convention, data_root=data_root, device=device,
                                             recalibrate_bn=recalibrate_bn)}

@@ -38,10 +38,12 @@ import torch
 import torch.distributed as dist
 
 from .config import RUNTIME_FIELDS, RunConfig
+from .data import build_splits, get_preset
+from .data.webvision import listing_digest
 from .errors import TrainingError, UserError
 from .extract import predict_all
 from .io import atomic_write_json, check_can_create, dict_hash, file_sha256, read_json
-from .methods import METHODS, draw_mix, objective
+from .methods import ID_ONLY, METHODS, draw_mix, objective
 from .metrics import accuracy, metrics_row
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
                      model_from_checkpoint, save_checkpoint)
@@ -160,15 +162,21 @@ def check_init(init) -> None:
 
 
 def run_identity(cfg: RunConfig) -> dict:
-    """What names the run: the config's identity plus the initial weights' content."""
-    return {**cfg.identity(), "init_sha256": file_sha256(cfg.init) if cfg.init else None,
-            "weights": weights_identity(cfg.weights) if not cfg.init else None}
+    """What names the run: the config's identity plus the content of what it starts from
+    (the initial checkpoint's or weights' hash) and, when ``aux_root`` is given, of the
+    outlier pool (its listing's hash, webvision.listing_digest: the same images under
+    another path give the same name; the default DATA_ROOT/webvision adds nothing, so
+    names of runs made before stay)."""
+    out = {**cfg.identity(), "init_sha256": file_sha256(cfg.init) if cfg.init else None,
+           "weights": weights_identity(cfg.weights) if not cfg.init else None}
+    if cfg.aux_root and cfg.method not in ID_ONLY:
+        out["aux_listing"] = listing_digest(cfg.aux_root, cfg.aux_exclude)
+    return out
 
 
 # ---------------------------------------------------------------------------- set-up
 
 def _setup(cfg, out_dir, device, ddp, rank, world, identity, run_hash) -> Run:
-    from .data import build_splits
     splits = build_splits(cfg)
     if cfg.select == "best-val" and (splits.id_val is None or len(splits.id_val) == 0):
         raise UserError(f"--select best-val needs validation images of the ID classes and preset "
@@ -195,7 +203,6 @@ def _setup(cfg, out_dir, device, ddp, rank, world, identity, run_hash) -> Run:
 def _initial_model(cfg, splits, device):
     """The network to train: the ``init`` checkpoint's, or a fresh one with the initial
     weights (ImageNet for the paper presets), on ``device``."""
-    from .data import get_preset
     preset = get_preset(cfg.preset)
     spec = arch_spec(preset.arch, splits.num_classes, preset.channels, cfg.input_size)
     if cfg.init:

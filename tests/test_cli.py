@@ -70,6 +70,8 @@ def test_bad_inputs(tmp_path, digits_pretrained, capsys):
     _fails(ft_at + [str(digits_pretrained.parent)],
            f"is a folder, not a checkpoint; pass --init {digits_pretrained}", capsys)
     _fails(ft + ["--method", "vos"], "unknown method 'vos'", capsys)
+    _fails(ft + ["--method", "oe", "--aux-root", str(tmp_path)], "--aux-root", capsys)
+    assert not (tmp_path / "x").exists()
     _fails(["pretrain", "--preset", "cifar", "--out", str(tmp_path / "p")], "unknown preset 'cifar'", capsys)
     _fails(["pretrain", "--preset", "bird", "--out", str(tmp_path / "p")], "needs --data-root", capsys)
     _fails(["pretrain", "--preset", "bird", "--data-root", str(tmp_path / "nope"),
@@ -127,14 +129,28 @@ def test_out_where_no_folder_can_be_made_is_one_line(tmp_path, capsys):
     assert blocker.read_text() == "not a folder"
 
 
-def test_evaluate_names_what_contradicts_the_checkpoint(tmp_path, digits_pretrained, capsys):
+def test_evaluate_names_what_contradicts_the_checkpoint(tmp_path, digits_pretrained, capsys,
+                                                        monkeypatch):
     ck = str(digits_pretrained)
+    import lmoe_viz.models as models
+    loads = []
+    real = models.load_checkpoint
+
+    def counting(path):
+        loads.append(path)
+        return real(path)
+    monkeypatch.setattr("lmoe_viz.cli.load_checkpoint", counting)
+    monkeypatch.setattr("lmoe_viz.extract.load_checkpoint", counting)
+    assert main(["evaluate", "--checkpoint", ck, "--correct-quirks"]) == 2
+    assert "--correct-quirks contradicts checkpoint" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", ck, "--split", "3"]) == 2
     assert "--split 3 contradicts checkpoint" in capsys.readouterr().err
     assert main(["evaluate", "--checkpoint", ck, "--preset", "fashion-mnist"]) == 2
     assert "(preset 'digits')" in capsys.readouterr().err
+    loads.clear()
     assert main(["evaluate", "--checkpoint", ck, "--preset", "digits", "--split", "0",
                  "--out", str(tmp_path / "m.json")]) == 0
+    assert len(loads) == 1                  # checked and evaluated from one load
     metrics = digits_pretrained.parent / "metrics.json"
     assert main(["evaluate", "--checkpoint", str(metrics)]) == 2
     assert "is not a checkpoint" in capsys.readouterr().err

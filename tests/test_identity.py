@@ -42,8 +42,6 @@ def _other(f, value):
     choices = f.metadata["choices"]
     if choices:
         return next(c for c in choices if c != value)
-    if f.name == "extra":
-        return {"aux_root": "/elsewhere/webvision"}
     if f.type == "bool":
         return not value
     if "int" in f.type:

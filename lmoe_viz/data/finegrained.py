@@ -223,16 +223,9 @@ def class_counts(name: str, entries, faithful: bool, num_id: int, num_ood: int):
 
 def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
     """The splits of paper preset ``name`` (``num_id`` ID / ``num_ood`` OOD classes)."""
-    if not cfg.data_root:
-        raise UserError(f"preset {name!r} needs --data-root DIR holding {name}/train.txt, "
-                        f"{name}/test.txt and the images (see data/README.md)")
-    root = Path(cfg.data_root)
-    ds_dir = root / name
-    if not ds_dir.is_dir():
-        raise UserError(f"dataset folder {ds_dir} not found; put {name} under --data-root "
-                        "or fix the path (see data/README.md)")
+    ds_dir = _dataset_dir(name, cfg)
     train, val, test = (read_info(ds_dir / f"{part}.txt") for part in ("train", "val", "test"))
-    num_id, num_ood, offset, (lo, hi), drop = class_counts(
+    num_id, num_ood, offset, bounds, drop = class_counts(
         name, train + val + test, cfg.faithful, num_id, num_ood)
     total = num_id + num_ood
     dropped = sum(lab in drop for _, lab in train + val + test)
@@ -240,41 +233,13 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
     ood_cls = np.array([c for c in range(total) if c not in set(id_cls.tolist())])
     check_disjoint(id_cls, ood_cls)
     lut = id_label_map(id_cls)
-
-    def select(entries, classes, what):
-        keep = set(int(c) for c in classes)
-        paths, labels, ids = [], [], []
-        for k, (rel, lab) in enumerate(entries):
-            if lab in drop:
-                continue
-            if not lo <= lab <= hi:
-                raise UserError(f"{what}: label {lab} of {rel!r} is outside {lo}..{hi}; fix "
-                                "the info file or the preset")
-            lab += offset
-            if lab in keep:
-                paths.append(ds_dir / rel)
-                labels.append(lut.get(lab, -1))
-                ids.append(k)
-        return paths, labels, ids
-
-    tr = select(train, id_cls, ds_dir / "train.txt")
-    va = select(val, id_cls, ds_dir / "val.txt")
-    te_id = select(test, id_cls, ds_dir / "test.txt")
-    te_ood = select(test, ood_cls, ds_dir / "test.txt")
-    present = set(tr[1])
-    empty = [int(c) for c in id_cls if lut[int(c)] not in present]
-    if empty:
-        msg = (f"ID class(es) {empty} of {name} have no training image")
-        if name == "butterfly" and cfg.faithful and empty == [0]:
-            warnings.warn(msg + " (MixOE's 1-based butterfly labels; pass --correct-quirks "
-                          "to shift labels to 0..199)", stacklevel=2)
-        else:
-            raise UserError(msg + "; fix the info files or choose another --split")
-    for part, rels in (("train.txt", train), ("val.txt", val), ("test.txt", test)):
-        if rels:     # the first image: a wrong layout (a missing prefix) fails here, clearly
-            require_present(ds_dir, [rels[0][0]], f"{ds_dir / part}",
-                            "the info file's paths must be relative to that folder: rerun "
-                            "`lmoe-viz data import-mixoe` or `build-info` (data/README.md)")
+    rows = dict(ds_dir=ds_dir, lut=lut, offset=offset, bounds=bounds, drop=drop)
+    tr = _select(train, id_cls, ds_dir / "train.txt", **rows)
+    va = _select(val, id_cls, ds_dir / "val.txt", **rows)
+    te_id = _select(test, id_cls, ds_dir / "test.txt", **rows)
+    te_ood = _select(test, ood_cls, ds_dir / "test.txt", **rows)
+    _check_id_classes_trained(name, cfg, id_cls, lut, set(tr[1]))
+    _check_layout(ds_dir, {"train.txt": train, "val.txt": val, "test.txt": test})
     aux_root = aux_root_of(cfg)
     s = cfg.input_size
     tensor = cfg.decode == "tensor"
@@ -293,3 +258,58 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
         aux=LazyImageList(outliers, info),
         id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(),
         info=info)
+
+
+def _dataset_dir(name: str, cfg) -> Path:
+    """DATA_ROOT/<name>, or one line saying what is missing."""
+    if not cfg.data_root:
+        raise UserError(f"preset {name!r} needs --data-root DIR holding {name}/train.txt, "
+                        f"{name}/test.txt and the images (see data/README.md)")
+    ds_dir = Path(cfg.data_root) / name
+    if not ds_dir.is_dir():
+        raise UserError(f"dataset folder {ds_dir} not found; put {name} under --data-root "
+                        "or fix the path (see data/README.md)")
+    return ds_dir
+
+
+def _select(entries, classes, what, *, ds_dir, lut, offset, bounds, drop):
+    """(paths, labels, ids) of the info-file ``entries`` of ``classes``: a dropped label
+    (a quirk, class_counts) is skipped, one outside ``bounds`` refused; labels are shifted
+    by ``offset`` and mapped by ``lut`` (ID index, -1 for OOD); ids are the rows' indices."""
+    keep = set(int(c) for c in classes)
+    lo, hi = bounds
+    paths, labels, ids = [], [], []
+    for k, (rel, lab) in enumerate(entries):
+        if lab in drop:
+            continue
+        if not lo <= lab <= hi:
+            raise UserError(f"{what}: label {lab} of {rel!r} is outside {lo}..{hi}; fix "
+                            "the info file or the preset")
+        lab += offset
+        if lab in keep:
+            paths.append(ds_dir / rel)
+            labels.append(lut.get(lab, -1))
+            ids.append(k)
+    return paths, labels, ids
+
+
+def _check_id_classes_trained(name: str, cfg, id_cls, lut, present: set) -> None:
+    """Every ID class has a training image (MixOE's butterfly quirk: a warning)."""
+    empty = [int(c) for c in id_cls if lut[int(c)] not in present]
+    if empty:
+        msg = (f"ID class(es) {empty} of {name} have no training image")
+        if name == "butterfly" and cfg.faithful and empty == [0]:
+            warnings.warn(msg + " (MixOE's 1-based butterfly labels; pass --correct-quirks "
+                          "to shift labels to 0..199)", stacklevel=3)
+        else:
+            raise UserError(msg + "; fix the info files or choose another --split")
+
+
+def _check_layout(ds_dir: Path, infos: dict) -> None:
+    """The first image of each info file exists: a wrong layout (a missing prefix) fails
+    here, clearly."""
+    for part, rels in infos.items():
+        if rels:
+            require_present(ds_dir, [rels[0][0]], f"{ds_dir / part}",
+                            "the info file's paths must be relative to that folder: rerun "
+                            "`lmoe-viz data import-mixoe` or `build-info` (data/README.md)")

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..io import array_digest
 from ..io import cached_array
 
 #: skimage.data images bundled with the wheel (no download needed)
@@ -157,7 +158,6 @@ def matched_outliers(n: int, id_images: torch.Tensor, seed: int,
     The outlier holds exactly J's multiset of pixel values, so its histogram, mean,
     contrast and background fraction are those of an ID image; only shape and texture
     differ. Cached on disk under the arguments and the ID images' content."""
-    from ..io import array_digest
     key = {"n": n, "seed": seed, "photos": list(photos), "id_images": array_digest(id_images),
            "versions": _versions()}
     return torch.from_numpy(np.array(cached_array(

@@ -33,7 +33,11 @@ from pathlib import Path
 from torch.utils.data import Subset
 
 from ..errors import UserError
+from ..io import dict_hash, file_sha256
+from . import fashion
+from .finegrained import ImageList, read_info
 from .presets import get_preset
+from .webvision import aux_root_of, listing_digest
 
 PROTOCOLS = ("holdout", "paper", "coarse")
 #: the parts (extract.py) each protocol compares: (ID part, OOD part)
@@ -70,7 +74,6 @@ def paper_id(splits, cfg):
 
 
 def paper_ood(splits, cfg):
-    from .finegrained import ImageList
     n = len(paper_id(splits, cfg))
     if splits.far_ood is not None:
         return splits.far_ood(n)
@@ -86,7 +89,6 @@ def paper_ood(splits, cfg):
 
 
 def coarse_ood(splits, cfg):
-    from .finegrained import ImageList, read_info
     root = Path(cfg.data_root or "")
     others = [d for d in COARSE_ORDER if d != cfg.preset and (root / d / "test.txt").is_file()]
     if cfg.preset not in COARSE_ORDER or not others:
@@ -149,9 +151,7 @@ def inputs_digest(cfg, parts) -> str | None:
     later); for Fashion-MNIST the four idx files; for the parts drawn from WebVision
     (``aux``, ``paper_ood``) the outlier pool's listing (webvision.listing_digest: another
     ``--aux-root`` is another cache entry); digits ship inside scikit-learn."""
-    from ..io import dict_hash, file_sha256
     if cfg.preset == "fashion-mnist":       # the idx files found (content, not place)
-        from . import fashion
         d = fashion.locate(cfg.data_root)
         return None if d is None else dict_hash(
             {s: file_sha256(fashion._find(d, s)) for s in fashion.FILES.values()})
@@ -162,7 +162,6 @@ def inputs_digest(cfg, parts) -> str | None:
     files = [root / d / f"{s}.txt" for d in dict.fromkeys(names) for s in ("train", "val", "test")]
     digest = {str(f.relative_to(root)): file_sha256(f) for f in files if f.is_file()}
     if WEBVISION_PARTS & set(parts) and get_preset(cfg.preset).arch == "resnet50":
-        from .webvision import aux_root_of, listing_digest
         if aux_root_of(cfg).is_dir():        # absent: the part says so when it is built
             digest["webvision"] = listing_digest(aux_root_of(cfg), cfg.aux_exclude)
     return dict_hash(digest)

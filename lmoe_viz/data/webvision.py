@@ -139,9 +139,9 @@ def _walk(root: Path, folders) -> np.ndarray:
 
 
 def aux_root_of(cfg) -> Path:
-    """The WebVision folder of a run: ``--aux-root`` (``extra["aux_root"]``), else
+    """The WebVision folder of a run: ``--aux-root`` (RunConfig.aux_root), else
     ``DATA_ROOT/webvision``."""
-    return Path(cfg.extra.get("aux_root") or Path(cfg.data_root) / "webvision")
+    return Path(cfg.aux_root or Path(cfg.data_root) / "webvision")
 
 
 def listing_digest(root, exclude: str = "mixoe") -> str:

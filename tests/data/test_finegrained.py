@@ -333,7 +333,7 @@ def test_build_splits_passes_the_exclusion_and_the_aux_root(tmp_path):
     assert len(s.id_train) > 0 and s.describe()["aux"] is None
     with pytest.raises(UserError, match=r"WebVision folder .*webvision not found"):
         len(s.aux)
-    s = build_splits(cfg(tmp_path, "aircraft", extra={"aux_root": str(tmp_path / "wv elsewhere")}))
+    s = build_splits(cfg(tmp_path, "aircraft", aux_root=str(tmp_path / "wv elsewhere")))
     assert len(s.aux) == 48 and s.info["aux_root"] == str(tmp_path / "wv elsewhere")
 
 
