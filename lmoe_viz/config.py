@@ -53,8 +53,7 @@ def option(default=None, help: str = "", *, cli: str | None = "train", trains=Tr
 
 @dataclass
 class RunConfig:
-    preset: str = option("digits", "digits, fashion-mnist, bird, aircraft, butterfly, car",
-                         cli="common")
+    preset: str = option("digits", ", ".join(PRESETS), cli="common")
     method: str = option(PRETRAINING, "methods.METHODS (pretrain: baseline)", cli=None)
     lc: bool = option(False, "add the logit-consistency loss, eq. (15)", cli="finetune")
     lc_mode: str = option("fixed", "L_LC: fixed (eq. 15), or adaptive: outlier-share, stop-id, "
