@@ -18,22 +18,35 @@
   - AUROC is the trapezoid area under that staircase, i.e. P(ID score > OOD score)
     with ties scoring 0; AUPR-in integrates precision over recall with MixOE's end points
     (recall 1, precision 0.5) and (0, 0);
+  - AUPR-out (calculate_log's AUOUT) integrates, over OOD recall (1 - FPR), the precision of
+    the removed samples (removed OOD / all removed), with the end points (recall 0,
+    precision 0) and (1, 0.5), skipping the point where nothing is removed yet;
   - each number is the mean of 10 runs on equal-size random subsamples: Python's
     ``random.seed(0)`` once per OOD set, then per run ``random.sample`` of
     min(n_ID, n_OOD) ID indices, then of as many OOD indices.
+* Metric convention ``openood``: OpenOOD v1.5's ``openood/evaluators/metrics.py``
+  (commit a59cdac), :func:`openood_metrics`, on all samples. **OOD is the positive class**
+  and the score is negated; the ROC curve is scikit-learn's ``roc_curve`` (its default
+  ``drop_intermediate``, so collinear tied points are merged); FPR95 is the fraction of
+  ID samples flagged OOD at the first curve point whose OOD recall (TPR) is >= 0.95;
+  AUROC is the trapezoid area under that curve (equal to ``ours``); AUPR-in and AUPR-out
+  are trapezoid areas (``sklearn.metrics.auc``) under scikit-learn's
+  ``precision_recall_curve`` with ID (score) resp. OOD (negated score) as positive, not
+  the step-wise average precision of ``ours``.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (auc as trapezoid_area, average_precision_score,
+                             precision_recall_curve, roc_auc_score, roc_curve)
 
 from .errors import UserError
 from .scores import score as score_of
 
 FPR_CONVENTIONS = ("threshold", "oe")
-METRIC_CONVENTIONS = ("ours", "mixoe")
+METRIC_CONVENTIONS = ("ours", "mixoe", "openood")
 MIXOE_RUNS = 10
 
 
@@ -120,7 +133,8 @@ def mixoe_curve(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mixoe_single(id_scores, ood_scores) -> dict:
-    """AUROC, FPR95 and AUPR-in of one run by MixOE's rules (module doc), no subsampling."""
+    """AUROC, FPR95, AUPR-in and AUPR-out of one run by MixOE's rules (module doc), no
+    subsampling."""
     tp, fp = mixoe_curve(id_scores, ood_scores)
     n_id, n_ood = tp[0], fp[0]
     tpr, fpr = tp / n_id, fp / n_ood
@@ -130,8 +144,13 @@ def mixoe_single(id_scores, ood_scores) -> dict:
     keep = (tp + fp) > 0
     recall = np.r_[1.0, tp[keep] / n_id, 0.0]
     precision = np.r_[0.5, tp[keep] / (tp + fp)[keep], 0.0]
+    removed_id, removed_ood = n_id - tp, n_ood - fp
+    out = (removed_id + removed_ood) > 0
+    recall_out = np.r_[0.0, 1.0 - fpr[out], 1.0]
+    precision_out = np.r_[0.0, removed_ood[out] / (removed_id + removed_ood)[out], 0.5]
     return {"auroc": auroc_, "fpr95": float(fp[pos] / n_ood),
-            "aupr_in": float(-np.trapezoid(precision, recall))}
+            "aupr_in": float(-np.trapezoid(precision, recall)),
+            "aupr_out": float(np.trapezoid(precision_out, recall_out))}
 
 
 def mixoe_metrics(id_scores, ood_scores, runs: int = MIXOE_RUNS, seed: int = 0) -> dict:
@@ -151,11 +170,27 @@ def mixoe_metrics(id_scores, ood_scores, runs: int = MIXOE_RUNS, seed: int = 0) 
     return out
 
 
+def openood_metrics(id_scores, ood_scores) -> dict:
+    """AUROC, FPR95, AUPR-in and AUPR-out by OpenOOD v1.5's rules (module doc): OOD
+    positive, the score negated, FPR95 at the first ROC point with OOD recall >= 0.95."""
+    y, s, _, _ = _labels_scores(id_scores, ood_scores)
+    is_ood = 1 - y
+    fpr, tpr, _ = roc_curve(is_ood, -s)
+    p_in, r_in, _ = precision_recall_curve(y, s)
+    p_out, r_out, _ = precision_recall_curve(is_ood, -s)
+    return {"auroc": float(trapezoid_area(fpr, tpr)),
+            "fpr95": float(fpr[int(np.argmax(tpr >= 0.95))]),
+            "aupr_in": float(trapezoid_area(r_in, p_in)),
+            "aupr_out": float(trapezoid_area(r_out, p_out))}
+
+
 def metrics_by_convention(id_scores, ood_scores, convention: str = "ours") -> dict:
-    """OOD metrics under a named convention: ``ours`` or ``mixoe`` (module doc)."""
+    """OOD metrics under a named convention: ``ours``, ``mixoe`` or ``openood`` (module doc)."""
     if convention == "ours":
         return {**ood_metrics(id_scores, ood_scores), "metric_convention": "ours"}
     if convention == "mixoe":
         return {**mixoe_metrics(id_scores, ood_scores), "metric_convention": "mixoe"}
+    if convention == "openood":
+        return {**openood_metrics(id_scores, ood_scores), "metric_convention": "openood"}
     raise UserError(f"unknown metric convention {convention!r}; choose one of "
                     f"{', '.join(METRIC_CONVENTIONS)}")

@@ -200,7 +200,7 @@ def _trapz(y, x):
 
 
 def calculate_log(known, novel):
-    """MixOE's utils/calculate_log.py get_curve + metric (AUROC, TNR at TPR95, AUIN)."""
+    """MixOE's utils/calculate_log.py get_curve + metric (AUROC, TNR at TPR95, AUIN, AUOUT)."""
     known, novel = np.sort(np.array(known, float)), np.sort(np.array(novel, float))
     num_k, num_n = len(known), len(novel)
     tp, fp = -np.ones(num_k + num_n + 1, int), -np.ones(num_k + num_n + 1, int)
@@ -231,7 +231,12 @@ def calculate_log(known, novel):
     keep = np.concatenate([[True], denom > 0., [True]])
     pin = np.concatenate([[.5], tp / denom, [0.]])
     auin = -_trapz(pin[keep], tpr[keep])
-    return {"auroc": auroc, "fpr95": 1. - tnr, "aupr_in": auin}
+    denom = (tp[0] - tp + fp[0] - fp).astype(float)      # the removed samples
+    denom[denom == 0.] = -1.
+    keep = np.concatenate([[True], denom > 0., [True]])
+    pout = np.concatenate([[0.], (fp[0] - fp) / denom, [.5]])
+    auout = _trapz(pout[keep], (1. - fpr)[keep])
+    return {"auroc": auroc, "fpr95": 1. - tnr, "aupr_in": auin, "aupr_out": auout}
 
 
 def mixoe_eval(in_score, out_score, num_run=10):
@@ -258,6 +263,9 @@ def test_hand_vectors():
     assert m["auroc"] == pytest.approx(7 / 9)          # the 0.4/0.4 tie scores 0
     assert m["fpr95"] == pytest.approx(1.0)
     assert m["aupr_in"] == pytest.approx(0.683333, abs=1e-6)
+    # removed OOD / removed at OOD recall 1/3, 1/3, 2/3, 1 (1, 1/2, 2/3, 3/4, ...), from
+    # (0, 0) to (1, 0.5): 1/6 + 0.19444 + 0.23611
+    assert m["aupr_out"] == pytest.approx(0.597222, abs=1e-6)
     m = mixoe_single([5, 4, 3, 2, 1], [4.5, 3, 0.5, 0.2, 0.1])
     assert m["auroc"] == pytest.approx(0.72) and m["fpr95"] == pytest.approx(1.0)
     assert m["aupr_in"] == pytest.approx(0.591429, abs=1e-6)
