@@ -96,7 +96,8 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     e.add_argument("--aux-root", default=None,
                    help="WebVision folder for the paper protocol (default: the run's, or DATA_ROOT/webvision)")
     e.add_argument("--metric-convention", default="ours", choices=METRIC_CONVENTIONS,
-                   help="ours, or mixoe (MixOE's calculate_log rules, 10 equal-size runs)")
+                   help="ours, mixoe (MixOE's calculate_log rules, 10 equal-size runs) or "
+                        "openood (OpenOOD v1.5: OOD positive, trapezoid AUPRs)")
     e.add_argument("--recalibrate-bn", action="store_true",
                    help="diagnostic: recompute BatchNorm running statistics on ID training "
                         "data before evaluating (batchnorm.py)")

@@ -34,6 +34,7 @@ from .jobs import (ENDED_BADLY, LIVE, PARALLEL, PAPER_TIMEOUT_MIN, TIMEOUT_MIN, 
                    cuda_devices, job_error, job_paths, job_resources, local_gpus, make_executor, one_line,
                    parallel_of, pickled_error, slurm_states)
 from .methods import MIXING
+from .metrics import METRIC_CONVENTIONS
 from .tables import export_table, summary_table
 from .train import finished, read_metrics
 
@@ -48,19 +49,20 @@ def _runs(grid: Grid) -> list:
     return pre + [(grid.run_dir(c).name, c, grid.run_dir(c)) for c in grid.cells()]
 
 
-def gather_table(grid: Grid, tables_dir) -> dict:
-    """The results table of the grid's finished runs (other runs in its folder stay out):
-    tables_dir/table1.*."""
-    return export_table(summary_table(grid.table()), tables_dir)
+def gather_table(grid: Grid, tables_dir, convention: str = "ours") -> dict:
+    """The results table of the grid's finished runs (other runs in its folder stay out),
+    holdout protocol, MSP, metric ``convention`` (metrics.py): tables_dir/table1.*."""
+    return export_table(summary_table(grid.table(convention=convention)), tables_dir)
 
 
 # ---- the manifest DIR/sweep.json ------------------------------------------------------
 
-def write_manifest(out_dir, grid: Grid, kind: str, jobs: dict, folder) -> None:
+def write_manifest(out_dir, grid: Grid, kind: str, jobs: dict, folder,
+                   convention: str = "ours") -> None:
     atomic_write_json(Path(out_dir) / MANIFEST, {
         "executor": kind, "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
         "grid": dataclasses.asdict(grid), "runs": [name for name, _, _ in _runs(grid)],
-        "jobs": jobs, "log_folder": str(folder)})
+        "jobs": jobs, "log_folder": str(folder), "metric_convention": convention})
 
 
 def read_manifest(out_dir) -> dict | None:
@@ -76,24 +78,24 @@ def grid_of(manifest: dict) -> Grid:
 
 def run_sweep(grid: Grid, out_dir, executor: str = "local", parallel: int | None = None,
               gpus: int | None = None, timeout_min: int | None = None,
-              partition: str | None = None) -> dict:
+              partition: str | None = None, convention: str = "ours") -> dict:
     """Slurm: submit and return the job ids; local / debug: run every unfinished run and
-    write the table. Runs already finished are not submitted."""
+    write the table (metric ``convention``). Runs already finished are not submitted."""
     out_dir = Path(out_dir)
     folder = Path(grid.runs_dir) / "_submitit"
     res = job_resources(executor, grid.preset, gpus, timeout_min, partition, parallel)
     ex = make_executor(executor, folder, res)
     todo = [(n, c, d) for n, c, d in _runs(grid) if not finished(d, c)]
     if executor == "slurm":
-        return submit_slurm(ex, grid, out_dir, todo, folder)
+        return submit_slurm(ex, grid, out_dir, todo, folder, convention)
     t0 = time.time()
     jobs: dict = {}
     errors = run_local(ex, res, todo, parallel_of(executor, parallel), jobs,
-                       lambda: write_manifest(out_dir, grid, executor, jobs, folder))
+                       lambda: write_manifest(out_dir, grid, executor, jobs, folder, convention))
     if errors:
         raise UserError(f"{len(errors)} run(s) failed: " + "; ".join(errors)
                         + f"; logs under {folder}; rerun the sweep to resume")
-    paths = gather_table(grid, out_dir / "tables")
+    paths = gather_table(grid, out_dir / "tables", convention)
     return {"cells": len(grid.cells()), "seconds": round(time.time() - t0, 1), "tables": paths}
 
 
@@ -124,11 +126,12 @@ def run_local(ex, res: dict, todo: list, parallel: int, jobs: dict, record) -> l
     return errors
 
 
-def submit_slurm(ex, grid: Grid, out_dir: Path, todo: list, folder: Path) -> dict:
+def submit_slurm(ex, grid: Grid, out_dir: Path, todo: list, folder: Path,
+                 convention: str = "ours") -> dict:
     """Submit the pretraining (unless finished or still queued) and the unfinished cells as one
     job array after it (afterok); record the ids in DIR/sweep.json; do not wait."""
     if not todo:
-        paths = gather_table(grid, out_dir / "tables")
+        paths = gather_table(grid, out_dir / "tables", convention)
         return {"cells": len(grid.cells()), "submitted": 0, "jobs": {}, "tables": paths}
     old = (read_manifest(out_dir) or {}).get("jobs", {})
     states = slurm_states(old.get(n) for n, _, _ in todo)
@@ -146,7 +149,7 @@ def submit_slurm(ex, grid: Grid, out_dir: Path, todo: list, folder: Path) -> dic
                                         [str(d) for _, _, d in cells])) if cells else []
     ids = {**live, **({PRETRAINED: pre_job} if pre_job else {}),
            **{n: j.job_id for (n, _, _), j in zip(cells, jobs)}}
-    write_manifest(out_dir, grid, "slurm", ids, folder)
+    write_manifest(out_dir, grid, "slurm", ids, folder, convention)
     return {"cells": len(grid.cells()), "submitted": len(cells), "pretrain_job": pre_job,
             "array_job": jobs[0].job_id.split("_")[0] if jobs else None, "jobs": ids,
             "still_queued": sorted(n for n in live if n != PRETRAINED),
@@ -201,7 +204,7 @@ def sweep_status(out_dir) -> dict:
     print(f"{counts.get('finished', 0)} of {n} cells finished, " + ", ".join(
         f"{counts.get(s, 0)} {s}" for s in ("running", "pending", "failed")))
     if counts.get("finished", 0) == n:
-        paths = gather_table(grid, out_dir / "tables")
+        paths = gather_table(grid, out_dir / "tables", manifest.get("metric_convention", "ours"))
         print(f"all done; table {paths['md']}")
         return {"done": True, "counts": counts, "tables": paths}
     return {"done": False, "counts": counts}
@@ -231,6 +234,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--split", type=int, default=0)
+    p.add_argument("--metric-convention", default="ours", metavar="{" + ",".join(METRIC_CONVENTIONS) + "}",
+                   help="metric convention of the table (metrics.py): ours, mixoe or openood")
     p.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),
                    help="local (processes here, waits), slurm (submits a job array, returns) "
                         "or debug (in this process)")
@@ -271,8 +276,11 @@ def cmd_sweep(args) -> int:
     grid = grid_from_args(args)
     for _, cfg, _ in _runs(grid):        # validate every run before submitting anything
         cfg.resolved()
+    if args.metric_convention not in METRIC_CONVENTIONS:
+        raise UserError(f"unknown --metric-convention {args.metric_convention!r}; choose one of "
+                        f"{', '.join(METRIC_CONVENTIONS)}")
     res = run_sweep(grid, args.out, args.executor, args.parallel, args.gpus, args.timeout_min,
-                    args.partition)
+                    args.partition, args.metric_convention)
     if args.executor != "slurm":
         print(f"sweep: {res['cells']} cells in {res['seconds']} s; table {res['tables']['md']}")
     elif not res["submitted"] and "tables" in res:

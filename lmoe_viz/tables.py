@@ -170,12 +170,26 @@ def to_latex(df: pd.DataFrame) -> str:
 
 
 def export_table(summary: pd.DataFrame, out_dir, name: str = "table1") -> dict:
-    """Write the table as CSV (numbers), Markdown and LaTeX (formatted); atomic writes."""
+    """Write the table as CSV (numbers), Markdown and LaTeX (formatted, under a caption
+    line naming its protocol, score and metric convention); atomic writes."""
     out_dir = Path(out_dir)
     paths = {"csv": out_dir / f"{name}.csv", "md": out_dir / f"{name}.md",
              "tex": out_dir / f"{name}.tex"}
     atomic_write_text(paths["csv"], summary.to_csv(index=False))
     formatted = formatted_table(summary)
-    atomic_write_text(paths["md"], to_markdown(formatted))
-    atomic_write_text(paths["tex"], to_latex(formatted))
+    caption = table_caption(summary)
+    atomic_write_text(paths["md"], (caption + "\n\n" if caption else "") + to_markdown(formatted))
+    atomic_write_text(paths["tex"], (f"% {caption}\n" if caption else "") + to_latex(formatted))
     return paths
+
+
+def table_caption(summary: pd.DataFrame) -> str:
+    """'Protocol `p`, score `s`, metric convention `c`; mean ± std over seeds.' from the
+    table's own columns (each value named; several are listed), '' without them."""
+    parts = []
+    for col, name in (("protocol", "Protocol"), ("score", "score"),
+                      ("metric_convention", "metric convention")):
+        if col in summary and len(summary):
+            values = ", ".join(f"`{v}`" for v in dict.fromkeys(summary[col].dropna()))
+            parts.append(f"{name} {values}")
+    return (", ".join(parts) + "; mean ± std over seeds.") if parts else ""

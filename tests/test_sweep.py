@@ -138,7 +138,7 @@ def _train_one_epoch_of(cfg_dict, run_dir, monkeypatch):
 
 def test_status_shows_progress_and_gathers_the_table_when_done(tmp_path, slurm, capsys, monkeypatch):
     out = tmp_path / "sw"
-    assert _sweep(out, "--executor", "slurm", finetune_epochs=2) == 0
+    assert _sweep(out, "--executor", "slurm", "--metric-convention", "openood", finetune_epochs=2) == 0
     capsys.readouterr()
     assert main(["sweep", "--status", str(out)]) == 0
     text = capsys.readouterr().out
@@ -169,6 +169,7 @@ def test_status_shows_progress_and_gathers_the_table_when_done(tmp_path, slurm, 
     assert "3 of 3 cells finished, 0 running, 0 pending, 0 failed" in text
     md = (out / "tables" / "table1.md").read_text()
     assert "Logit MixOE w/ L_LC" in md and "Pretrained" in md and "OE" in md
+    assert "metric convention `openood`" in md   # the convention the sweep was started with
 
 
 def test_status_of_a_folder_without_a_sweep_is_one_line(tmp_path, capsys):
@@ -253,6 +254,11 @@ def test_local_sweep_on_digits(tmp_path, capsys):
     mtime = (tmp_path / "runs" / "oe_s0_bn-id-stats" / "checkpoint.pt").stat().st_mtime_ns
     assert _sweep(tmp_path, "--executor", "debug") == 0
     assert (tmp_path / "runs" / "oe_s0_bn-id-stats" / "checkpoint.pt").stat().st_mtime_ns == mtime
+    assert md.startswith("Protocol `holdout`, score `msp`, metric convention `ours`")
+    assert _sweep(tmp_path, "--executor", "debug", "--metric-convention", "openood") == 0
+    assert "metric convention `openood`" in (tmp_path / "tables" / "table1.md").read_text()
+    assert _sweep(tmp_path, "--metric-convention", "auc") == 2
+    assert "unknown --metric-convention 'auc'" in capsys.readouterr().err
 
 
 def test_a_job_that_runs_out_of_time_is_requeued_with_its_arguments():
