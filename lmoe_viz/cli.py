@@ -14,6 +14,7 @@ from pathlib import Path
 from .config import RunConfig
 from . import reproduce, studycmd, sweep
 from .datacmd import build_info_cmd, check
+from .detectors import DETECTORS, detector_spec
 from .data.protocols import PROTOCOLS
 from .errors import UserError
 from .evaluation import evaluate_checkpoint
@@ -89,7 +90,9 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="metrics of a checkpoint under a named protocol")
     _add_options(e, "common", from_checkpoint=True)
     e.add_argument("--checkpoint", required=True)
-    e.add_argument("--score", default="msp", help=", ".join(SCORES))
+    e.add_argument("--score", default="msp",
+                   help="a logit score (" + ", ".join(SCORES) + ") or a pytorch-ood detector ("
+                        + ", ".join(DETECTORS) + "; detectors.py)")
     e.add_argument("--protocol", default="holdout", choices=PROTOCOLS,
                    help="holdout (ID test vs held-out classes), paper (ID val vs WebVision, "
                         "Table I), coarse (ID test vs the other datasets)")
@@ -139,7 +142,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     if args.score not in SCORES:
-        raise UserError(f"unknown score {args.score!r}; choose one of {', '.join(SCORES)}")
+        detector_spec(args.score)          # one line naming both lists when it is neither
     ckpt = load_checkpoint(args.checkpoint)             # loaded once: checked, then evaluated
     _check_against_checkpoint(args, ckpt["config"], args.checkpoint)
     m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,

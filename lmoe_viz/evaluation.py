@@ -2,16 +2,28 @@
 
 ``evaluate_checkpoint`` extracts (and caches, extract.py) the logits of the protocol's ID
 and OOD images (data/protocols.py), then computes accuracy on the ID images and the OOD
-metrics of one score (scores.py) under ``ours`` or ``mixoe`` (metrics.py). Every row
-says its protocol, score and metric convention, so tables never mix them silently.
+metrics of one score (scores.py) or post-hoc detector (detectors.py, pytorch-ood; fitted
+on the un-augmented ID training images) under ``ours``, ``mixoe`` or ``openood``
+(metrics.py). Every row says its protocol, score and metric convention, so tables never
+mix them silently.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from .data.protocols import PROTOCOLS, protocol_parts
+from . import detectors as D
+from .config import RunConfig
+from .data import build_splits
+from .data.protocols import PROTOCOLS, inputs_digest, part_dataset, protocol_parts
+from .errors import UserError
 from .extract import extract
+from .io import array_digest, dict_hash, file_sha256
 from .metrics import METRIC_CONVENTIONS, metrics_row
+from .models import load_checkpoint, model_from_checkpoint
+from .scores import SCORES
+
+#: the part post-hoc detectors are fitted on (data/protocols.id_train_fit)
+FIT_PART = "id_train_fit"
 
 __all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint"]
 
@@ -25,10 +37,65 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
     (batchnorm.recalibrate, a diagnostic). ``loaded``: the checkpoint already loaded
     (models.load_checkpoint), so it is not read twice."""
     id_part, ood_part = protocol_parts(protocol)
-    res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part),
+    spec = None if score in SCORES else D.detector_spec(score)
+    if spec is not None and recalibrate_bn and spec.needs not in D.FROM_ARRAYS:
+        raise UserError(f"--recalibrate-bn applies to logit scores and feature detectors, not to "
+                        f"{score} (it runs the network itself): leave one out")
+    fit = (FIT_PART,) if spec is not None and spec.fit and spec.needs in D.FROM_ARRAYS else ()
+    loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
+    res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part) + fit,
                         data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
                         recalibrate_bn=recalibrate_bn, loaded=loaded)
+    scores = None
+    if spec is not None:
+        cache = Path(cache_dir) if cache_dir else Path(checkpoint).parent / "logits"
+        got = detector_scores(checkpoint, loaded, score, res, (id_part, ood_part), cache,
+                              data_root=data_root, aux_root=aux_root, device=device,
+                              recalibrate_bn=recalibrate_bn)
+        scores = (got[id_part], got[ood_part])
     return {"checkpoint": str(Path(checkpoint)), "protocol": protocol,
             "recalibrate_bn": bool(recalibrate_bn),
             "weights": meta.get("weights"), "config": meta.get("config"),
-            **metrics_row(res[id_part], res[ood_part], score, convention)}
+            **metrics_row(res[id_part], res[ood_part], score, convention, scores)}
+
+
+def detector_scores(checkpoint, loaded: dict, name: str, res: dict, parts, cache_dir: Path,
+                    data_root=None, aux_root=None, device="cpu", recalibrate_bn: bool = False) -> dict:
+    """``{part: scores}`` of detector ``name`` (higher = more ID), cached under the
+    checkpoint, the detector, its hyper-parameters and what it was fitted on
+    (detectors.cached_scores). Feature and logit detectors read the extracted ``res``
+    (fitted on its ``id_train_fit`` part); activation and gradient detectors run the
+    checkpoint's network on the images (fitted, where they need it, on a seeded sample
+    of ``detectors.FIT_LIMIT`` un-augmented training images)."""
+    spec = D.detector_spec(name)
+    state = loaded["model"]
+    sha = file_sha256(checkpoint)
+    if spec.needs in D.FROM_ARRAYS:
+        fit_key = array_digest(res[FIT_PART]["features"]) if spec.fit else None
+        key = D.cache_key(sha, name, spec.params, dict_hash([fit_key, bool(recalibrate_bn)]))
+        made: list = []
+
+        def det():                         # fitted once, and only when a part is missing
+            if not made:
+                made.append(D.fitted(name, res.get(FIT_PART), w=state["fc.weight"].float(),
+                                     b=state["fc.bias"].float()))
+            return made[0]
+        return {p: D.cached_scores(cache_dir, key, p, lambda p=p: D.score_arrays(det(), name, res[p]))
+                for p in parts}
+    cfg = RunConfig.from_dict(loaded["config"])
+    if data_root is not None:
+        cfg.data_root = str(data_root)
+    if aux_root is not None:
+        cfg.aux_root = str(aux_root)
+    fit_key = dict_hash([inputs_digest(cfg, tuple(parts)), D.FIT_LIMIT]) if spec.fit else None
+    key = D.cache_key(sha, name, spec.params, fit_key or "")
+    built: dict = {}
+
+    def run(p):
+        if not built:
+            built["splits"] = build_splits(cfg)
+            model = model_from_checkpoint(loaded).to(device).eval()
+            fit_ds = part_dataset(FIT_PART, built["splits"], cfg) if spec.fit else None
+            built["det"] = D.fitted(name, None, model=model, fit_dataset=fit_ds, device=device)
+        return D.score_images(built["det"], name, part_dataset(p, built["splits"], cfg), device)
+    return {p: D.cached_scores(cache_dir, key, p, lambda p=p: run(p)) for p in parts}

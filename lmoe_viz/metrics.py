@@ -107,17 +107,20 @@ def ood_metrics(id_scores, ood_scores, convention: str = "threshold") -> dict:
             "aupr_out": aupr_out(id_scores, ood_scores)}
 
 
-def metrics_row(id_part: dict, ood_part: dict, score: str = "msp", convention: str = "ours") -> dict:
+def metrics_row(id_part: dict, ood_part: dict, score: str = "msp", convention: str = "ours",
+                scores: tuple | None = None) -> dict:
     """The one metrics row of a model's ID and OOD logits (``{"logits", "labels"}`` each, as
     extract.py gives them): accuracy (%) on the ID part, the sample counts, and the OOD
     metrics of one score (scores.py) under one metric convention (module doc). Training
     (train.test_metrics), ``lmoe-viz evaluate`` (evaluation.py), the study's records and
-    the BatchNorm table build their rows with it."""
+    the BatchNorm table build their rows with it. ``scores``: the (ID, OOD) scores when
+    ``score`` is not a logit score of scores.py (a post-hoc detector, detectors.py)."""
     id_logits, ood_logits = id_part["logits"], ood_part["logits"]
+    if scores is None:
+        scores = (score_of(score, id_logits), score_of(score, ood_logits))
     return {"accuracy": accuracy(id_logits, id_part["labels"]), "score": score,
             "n_id": int(len(id_logits)), "n_ood": int(len(ood_logits)),
-            **metrics_by_convention(score_of(score, id_logits), score_of(score, ood_logits),
-                                    convention)}
+            **metrics_by_convention(*scores, convention)}
 
 
 def mixoe_curve(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:

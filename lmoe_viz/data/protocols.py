@@ -37,6 +37,7 @@ from ..io import dict_hash, file_sha256
 from . import fashion
 from .finegrained import ImageList, read_info
 from .presets import get_preset
+from .tensors import TensorImages
 from .webvision import aux_root_of, listing_digest
 
 PROTOCOLS = ("holdout", "paper", "coarse")
@@ -128,9 +129,21 @@ def far_dataset(name: str, splits, cfg):
     return sets[name]()
 
 
+def id_train_fit(splits, cfg):
+    """The ID training images as the test set sees them (no augmentation: the test
+    transform), what post-hoc detectors are fitted on (detectors.py)."""
+    ds = splits.id_train
+    if isinstance(ds, TensorImages):
+        return TensorImages(ds.images, ds.labels, ds.ids, augment=None)
+    if isinstance(ds, ImageList):
+        return ImageList(ds.paths, ds.labels, ds.ids, splits.id_test.transform,
+                         decode=ds.decode, draft_size=ds.draft_size)
+    raise UserError(f"preset {cfg.preset}: no un-augmented copy of its training images")
+
+
 def part_dataset(part: str, splits, cfg):
-    """The dataset of one extraction part: id_test, ood_test, id_val, aux, a protocol's, or
-    a named far-OOD set (``far:<name>``)."""
+    """The dataset of one extraction part: id_test, ood_test, id_val, aux, id_train_fit (the
+    training images, un-augmented), a protocol's, or a named far-OOD set (``far:<name>``)."""
     if part.startswith(FAR_PREFIX):
         return far_dataset(part[len(FAR_PREFIX):], splits, cfg)
     simple = {"id_test": splits.id_test, "ood_test": splits.ood_test, "id_val": splits.id_val,
@@ -139,7 +152,8 @@ def part_dataset(part: str, splits, cfg):
         if simple[part] is None:
             raise UserError(f"preset {cfg.preset} has no {part} split")
         return simple[part]
-    builders = {"paper_id": paper_id, "paper_ood": paper_ood, "coarse_ood": coarse_ood}
+    builders = {"paper_id": paper_id, "paper_ood": paper_ood, "coarse_ood": coarse_ood,
+                "id_train_fit": id_train_fit}
     if part not in builders:
         raise UserError(f"unknown part {part!r}; choose one of {', '.join([*simple, *builders])}")
     return builders[part](splits, cfg)
