@@ -46,7 +46,7 @@ def _add_options(p: argparse.ArgumentParser, scope: str, from_checkpoint: bool =
             action = "store_false" if f.default else "store_true"
             p.add_argument(*flags, dest=f.name, action=action, default=default, help=meta["help"])
         else:
-            kind = int if "int" in f.type else float if "float" in f.type else str
+            kind = meta["kind"] or (int if "int" in f.type else float if "float" in f.type else str)
             shown = {"metavar": "{" + ",".join(meta["choices"]) + "}"} if meta["choices"] else {}
             # choices are checked by RunConfig.validate: one line naming them, not a usage dump
             p.add_argument(*flags, dest=f.name, type=kind, default=default, help=meta["help"], **shown)

@@ -16,6 +16,7 @@ from typing import Any, Optional
 from .batchnorm import BN_REGIMES
 from .compat import named_identity, upgrade_config
 from .data.presets import PRESETS, get_preset
+from .data.ssb import SSB, split_value, ssb_presets
 from .errors import UserError
 from .io import file_sha256
 from .losses import LC_MODES
@@ -37,15 +38,17 @@ OUTLIERS = ("crops", "matched")
 
 
 def option(default=None, help: str = "", *, cli: str | None = "train", trains=True,
-           choices: tuple | None = None, flags: tuple | None = None, factory=None):
+           choices: tuple | None = None, flags: tuple | None = None, factory=None, kind=None):
     """A RunConfig field with what the CLI and the run identity need to know of it (one
     place): ``cli`` is where it is an option (``common``: every command; ``train``:
     pretrain and finetune; ``pretrain``; ``finetune``; None: not an option, or set by
     hand), ``trains`` whether it changes what is trained (``False``: where data lives or
     what runs it, left out of the identity; ``"content"``: enters it by its content's hash,
     train.run_identity), ``choices`` checked by validate(), ``flags`` the option's names
-    when not ``--field-name``."""
-    meta = {"help": help, "cli": cli, "trains": trains, "choices": choices, "flags": flags}
+    when not ``--field-name``, ``kind`` the CLI's parser of the value when not the
+    field's type."""
+    meta = {"help": help, "cli": cli, "trains": trains, "choices": choices, "flags": flags,
+            "kind": kind}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -101,7 +104,9 @@ class RunConfig:
     lr: Optional[float] = option(None, "learning rate (default: the preset's)")
     weight_decay: Optional[float] = option(None, "weight decay (default: the preset's)")
     seed: int = option(0, "seed of every random draw", cli="common")
-    split: int = option(0, "hold-out split seed (MixOE's `split`)", cli="common")
+    split: int | str = option(0, "hold-out split seed (MixOE's `split`), or ssb: the Semantic "
+                              "Shift Benchmark's known classes (cub, aircraft, car; data/ssb.py)",
+                              cli="common", kind=split_value)
     faithful: bool = option(True, "correct MixOE's butterfly/bird label quirks (default: "
                             "faithful)", cli="common", flags=("--correct-quirks",))
     limit_batches: Optional[int] = option(None, "cap steps per epoch (smoke runs)")
@@ -143,8 +148,13 @@ class RunConfig:
         if not (self.alpha > 0 and math.isfinite(self.alpha)):
             raise UserError(f"alpha must be a finite number > 0 (lambda ~ Beta(alpha, alpha)), "
                             f"got {self.alpha}; pass e.g. --alpha 1")
+        if self.split == SSB and self.preset not in ssb_presets():
+            raise UserError(f"--split ssb applies to {', '.join(ssb_presets())} (the Semantic "
+                            f"Shift Benchmark), not {self.preset}: pass an integer --split")
         for name in ("seed", "split"):       # numpy and torch seeds: 0 .. 2**32 - 1
             v = getattr(self, name)
+            if name == "split" and v == SSB:
+                continue
             if not isinstance(v, int) or not 0 <= v < 2 ** 32:
                 raise UserError(f"{name} must be an integer in 0 .. 2**32 - 1, got {v!r}; "
                                 f"pass e.g. --{name} 0")

@@ -14,13 +14,14 @@ from pathlib import Path
 from . import detectors as D
 from .config import RunConfig
 from .data import build_splits
-from .data.protocols import PROTOCOLS, inputs_digest, part_dataset, protocol_parts
+from .data.protocols import (PROTOCOLS, SSB_PROTOCOLS, inputs_digest, part_dataset,
+                             protocol_parts)
 from .errors import UserError
 from .extract import extract
 from .io import array_digest, dict_hash, file_sha256
-from .metrics import METRIC_CONVENTIONS, metrics_row
+from .metrics import METRIC_CONVENTIONS, metrics_row, oscr
 from .models import load_checkpoint, model_from_checkpoint
-from .scores import SCORES
+from .scores import SCORES, score as score_of
 
 #: the part post-hoc detectors are fitted on (data/protocols.id_train_fit)
 FIT_PART = "id_train_fit"
@@ -32,7 +33,8 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
                         convention: str = "ours", data_root=None, device="cpu",
                         cache_dir=None, aux_root=None, recalibrate_bn: bool = False,
                         loaded: dict | None = None) -> dict:
-    """One metrics row: accuracy (%) on the protocol's ID images, AUROC/FPR95/AUPR-in.
+    """One metrics row: accuracy (%) on the protocol's ID images, AUROC, FPR95, AUPR-in and
+    -out; for the SSB protocols also OSCR (metrics.oscr).
     ``recalibrate_bn``: BatchNorm running statistics recomputed on ID training data first
     (batchnorm.recalibrate, a diagnostic). ``loaded``: the checkpoint already loaded
     (models.load_checkpoint), so it is not read twice."""
@@ -46,17 +48,22 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
     res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part) + fit,
                         data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
                         recalibrate_bn=recalibrate_bn, loaded=loaded)
-    scores = None
-    if spec is not None:
+    if spec is None:
+        scores = (score_of(score, res[id_part]["logits"]), score_of(score, res[ood_part]["logits"]))
+    else:
         cache = Path(cache_dir) if cache_dir else Path(checkpoint).parent / "logits"
         got = detector_scores(checkpoint, loaded, score, res, (id_part, ood_part), cache,
                               data_root=data_root, aux_root=aux_root, device=device,
                               recalibrate_bn=recalibrate_bn)
         scores = (got[id_part], got[ood_part])
-    return {"checkpoint": str(Path(checkpoint)), "protocol": protocol,
-            "recalibrate_bn": bool(recalibrate_bn),
-            "weights": meta.get("weights"), "config": meta.get("config"),
-            **metrics_row(res[id_part], res[ood_part], score, convention, scores)}
+    row = {"checkpoint": str(Path(checkpoint)), "protocol": protocol,
+           "recalibrate_bn": bool(recalibrate_bn),
+           "weights": meta.get("weights"), "config": meta.get("config"),
+           **metrics_row(res[id_part], res[ood_part], score, convention, scores)}
+    if protocol in SSB_PROTOCOLS:            # open-set recognition: OSCR too (metrics.oscr)
+        idt = res[id_part]
+        row["oscr"] = oscr(scores[0], idt["logits"].argmax(1) == idt["labels"], scores[1])
+    return row
 
 
 def detector_scores(checkpoint, loaded: dict, name: str, res: dict, parts, cache_dir: Path,

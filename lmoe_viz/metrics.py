@@ -187,6 +187,37 @@ def openood_metrics(id_scores, ood_scores) -> dict:
             "aupr_out": float(trapezoid_area(r_out, p_out))}
 
 
+def oscr(id_scores, id_correct, ood_scores) -> float:
+    """Open-Set Classification Rate (Dhamija et al., 2018) by the rule of the SSB code
+    (sgvaze/osr_closed_set_all_you_need, test/utils.py ``compute_oscr``): the known then
+    the unknown samples' scores (higher = more known) in one array, ordered by numpy's
+    default argsort (its quicksort: tied samples fall where that sort puts them, as there);
+    at each cut-off k = 0..n-2 the correct classification rate counts the correctly
+    classified known samples after position k over all known samples, the false-positive
+    rate the unknown samples from position k on over all unknown samples; the points
+    (0, 0), (0, 0) and (1, 1) are added, all points sorted in descending order (FPR, then
+    CCR) and the area summed by trapezoids."""
+    ids = np.asarray(id_scores, dtype=np.float64).ravel()
+    ood = np.asarray(ood_scores, dtype=np.float64).ravel()
+    correct = np.asarray(id_correct, dtype=bool).ravel()
+    if ids.size == 0 or ood.size == 0 or correct.size != ids.size:
+        raise UserError(f"OSCR needs known and unknown scores and one correctness flag per known "
+                        f"sample, got {ids.size} known, {ood.size} unknown, {correct.size} flags")
+    order = np.r_[ids, ood].argsort()
+    known_ok = np.r_[correct, np.zeros(ood.size, bool)][order].astype(np.float64)
+    unknown = np.r_[np.zeros(ids.size), np.ones(ood.size)][order]
+    n = ids.size + ood.size
+    tail_ok = np.r_[np.cumsum(known_ok[::-1])[::-1], 0.0]     # tail_ok[k]: correct at >= k
+    tail_unk = np.cumsum(unknown[::-1])[::-1]
+    ccr, fpr = np.zeros(n + 2), np.zeros(n + 2)
+    ccr[:n - 1] = tail_ok[1:n] / ids.size
+    fpr[:n - 1] = tail_unk[:n - 1] / ood.size
+    ccr[n + 1] = fpr[n + 1] = 1.0
+    desc = np.lexsort((ccr, fpr))[::-1]
+    f, c = fpr[desc], ccr[desc]
+    return float(np.sum((f[:-1] - f[1:]) * (c[:-1] + c[1:]) / 2.0))
+
+
 def metrics_by_convention(id_scores, ood_scores, convention: str = "ours") -> dict:
     """OOD metrics under a named convention: ``ours``, ``mixoe`` or ``openood`` (module doc)."""
     if convention == "ours":

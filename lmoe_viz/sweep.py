@@ -27,6 +27,7 @@ import json
 import time
 from pathlib import Path
 
+from .data.ssb import split_value
 from .errors import UserError
 from .grid import PRETRAINED, Grid
 from .io import atomic_write_json
@@ -233,7 +234,7 @@ def add_parser(sub) -> None:
     p.add_argument("--limit-batches", type=int, default=None)
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default="auto")
-    p.add_argument("--split", type=int, default=0)
+    p.add_argument("--split", type=split_value, default=0, help="an integer seed, or ssb (data/ssb.py)")
     p.add_argument("--metric-convention", default="ours", metavar="{" + ",".join(METRIC_CONVENTIONS) + "}",
                    help="metric convention of the table (metrics.py): ours, mixoe or openood")
     p.add_argument("--executor", default="local", choices=("local", "slurm", "debug"),

@@ -94,6 +94,20 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns="_o").reset_index(drop=True)
 
 
+def detector_table(table, scores, metric: str = "auroc") -> pd.DataFrame:
+    """Trained method x score or detector: ``metric`` (mean over seeds) per model (rows, in
+    table order) and score (columns, in ``scores``' order). ``table(score=...)`` gives one
+    results table per score (``Grid.table``, or ``results_table`` bound to a folder)."""
+    long = pd.concat([table(score=s) for s in scores], ignore_index=True)
+    order = {n: m.order for n, m in METHODS.items()}
+    long["_o"] = long["method"].map(order)
+    keys = ["alpha", "_o", "lc", "model"]
+    wide = (long.groupby(keys + ["score"], dropna=False)[metric].mean()
+            .unstack("score").reset_index().sort_values(["alpha", "_o", "lc"], na_position="first"))
+    wide = wide.drop(columns=["_o", "lc"])[["alpha", "model", *scores]]
+    return wide.reset_index(drop=True)
+
+
 def best_rows(summary: pd.DataFrame) -> dict:
     """Index of the best row per column: highest accuracy and AUROC, lowest FPR95."""
     return {"accuracy": int(summary["accuracy_mean"].idxmax()),

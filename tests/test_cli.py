@@ -76,8 +76,10 @@ def test_bad_inputs(tmp_path, digits_pretrained, capsys):
     _fails(["pretrain", "--preset", "bird", "--out", str(tmp_path / "p")], "needs --data-root", capsys)
     _fails(["pretrain", "--preset", "bird", "--data-root", str(tmp_path / "nope"),
             "--out", str(tmp_path / "p")], "not found", capsys)
-    _fails(["evaluate", "--checkpoint", str(digits_pretrained), "--score", "odin"],
-           "unknown score 'odin'", capsys)
+    _fails(["evaluate", "--checkpoint", str(digits_pretrained), "--score", "gram"],
+           "unknown score or detector 'gram'", capsys)
+    _fails(["evaluate", "--checkpoint", str(digits_pretrained), "--protocol", "ssb-easy"],
+           "tests a run trained with --split ssb", capsys)
     _fails(["evaluate", "--checkpoint", str(tmp_path / "missing.pt")], "not found", capsys)
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"PK\x03\x04 truncated")

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from ..errors import UserError
 from .splits import Splits, check_disjoint, holdout_split, id_label_map
+from .ssb import SSB, ssb_split
 from .webvision import PathTable, aux_root_of, list_outliers
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -229,8 +230,11 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
         name, train + val + test, cfg.faithful, num_id, num_ood)
     total = num_id + num_ood
     dropped = sum(lab in drop for _, lab in train + val + test)
-    id_cls = holdout_split(num_id, num_ood, cfg.split)
-    ood_cls = np.array([c for c in range(total) if c not in set(id_cls.tolist())])
+    if cfg.split == SSB:                 # the Semantic Shift Benchmark's classes (ssb.py)
+        id_cls, ood_cls = ssb_split(name)
+    else:
+        id_cls = holdout_split(num_id, num_ood, cfg.split)
+        ood_cls = np.array([c for c in range(total) if c not in set(id_cls.tolist())])
     check_disjoint(id_cls, ood_cls)
     lut = id_label_map(id_cls)
     rows = dict(ds_dir=ds_dir, lut=lut, offset=offset, bounds=bounds, drop=drop)
@@ -257,7 +261,7 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
         ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], tte, **dec),
         aux=LazyImageList(outliers, info),
         id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(),
-        info=info)
+        info=info, ood_test_classes=[test[k][1] + offset for k in te_ood[2]])
 
 
 def _dataset_dir(name: str, cfg) -> Path:

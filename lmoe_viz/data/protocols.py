@@ -37,13 +37,17 @@ from ..io import dict_hash, file_sha256
 from . import fashion
 from .finegrained import ImageList, read_info
 from .presets import get_preset
+from .ssb import SSB, ssb_classes
 from .tensors import TensorImages
 from .webvision import aux_root_of, listing_digest
 
-PROTOCOLS = ("holdout", "paper", "coarse")
+PROTOCOLS = ("holdout", "paper", "coarse", "ssb-easy", "ssb-hard")
 #: the parts (extract.py) each protocol compares: (ID part, OOD part)
 PROTOCOL_PARTS = {"holdout": ("id_test", "ood_test"), "paper": ("paper_id", "paper_ood"),
-                  "coarse": ("id_test", "coarse_ood")}
+                  "coarse": ("id_test", "coarse_ood"), "ssb-easy": ("id_test", "ssb_easy"),
+                  "ssb-hard": ("id_test", "ssb_hard")}
+#: the open-set protocols of the Semantic Shift Benchmark (ssb.py): OSCR joins their metrics
+SSB_PROTOCOLS = ("ssb-easy", "ssb-hard")
 PAPER_BATCH = 32
 #: the parts drawn from the WebVision pool of the paper presets
 WEBVISION_PARTS = {"aux", "paper_ood"}
@@ -129,6 +133,18 @@ def far_dataset(name: str, splits, cfg):
     return sets[name]()
 
 
+def ssb_grade(grade: str):
+    """The part of the SSB protocol ``ssb-<grade>``: the test images of the unknown classes
+    of that grade (ssb.py: hard = Medium + Hard), of a run trained with ``--split ssb``."""
+    def part(splits, cfg):
+        if cfg.split != SSB:
+            raise UserError(f"protocol ssb-{grade} tests a run trained with --split ssb; this run "
+                            f"has split {cfg.split!r}: use --protocol holdout, or train with --split ssb")
+        keep = set(ssb_classes(cfg.preset)[grade])
+        return Subset(splits.ood_test, [i for i, c in enumerate(splits.ood_test_classes) if c in keep])
+    return part
+
+
 def id_train_fit(splits, cfg):
     """The ID training images as the test set sees them (no augmentation: the test
     transform), what post-hoc detectors are fitted on (detectors.py)."""
@@ -153,7 +169,8 @@ def part_dataset(part: str, splits, cfg):
             raise UserError(f"preset {cfg.preset} has no {part} split")
         return simple[part]
     builders = {"paper_id": paper_id, "paper_ood": paper_ood, "coarse_ood": coarse_ood,
-                "id_train_fit": id_train_fit}
+                "id_train_fit": id_train_fit, "ssb_easy": ssb_grade("easy"),
+                "ssb_hard": ssb_grade("hard")}
     if part not in builders:
         raise UserError(f"unknown part {part!r}; choose one of {', '.join([*simple, *builders])}")
     return builders[part](splits, cfg)

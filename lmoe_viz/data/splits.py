@@ -52,6 +52,8 @@ class Splits:
     #: embedded presets: the named far-OOD test sets, name -> () -> dataset (normalised as
     #: the ID images; data/protocols.py FAR_SETS)
     ood_sets: dict = field(default_factory=dict)
+    #: paper presets: the original class of each ood_test item (the SSB grades select by it)
+    ood_test_classes: list | None = None
 
     @property
     def num_classes(self) -> int:
