@@ -14,6 +14,9 @@ Each builder writes tiny JPEGs and the official metadata files of one release:
   ``devkit/cars_test_annos_withlabels.mat`` with bbox_*/class/fname structs, images
   ``cars_train/NNNNN.jpg``, ``cars_test/NNNNN.jpg``) or the all-in-one release
   (``cars_annos.mat`` with relative_im_path/bbox_*/class/test, images ``car_ims/``);
+* CUB-200-2011: ``CUB_200_2011/`` with ``classes.txt`` (``<id> NNN.Name_with_underscores``),
+  ``images.txt`` (``<id> NNN.Name/Name_NNNN_NNNNN.jpg``), ``image_class_labels.txt``
+  (``<id> <class>``), ``train_test_split.txt`` (``<id> 1|0``), images under ``images/``;
 * WebVision 1.0: ``info/synsets.txt`` (``<wnid> <words>``, real WNIDs),
   ``info/queries_synsets_map.txt`` (1-based ``<query> <synset>``), ``google/qNNNN/``,
   ``flickr/qNNNN/``;
@@ -90,6 +93,32 @@ def aircraft(root: Path, num_classes: int = 100, trainval_per_class: int = 4, te
         (data / f"images_variant_{part}.txt").write_text("".join(lines))
     (data / "images_variant_trainval.txt").write_text("".join(rows["train"] + rows["val"]))
     return ds
+
+
+# ---------------------------------------------------------------- CUB-200-2011
+def cub(root: Path, num_classes: int = 200, train_per_class: int = 4, test_per_class: int = 1):
+    """The release as its tarball unpacks: root/cub/CUB_200_2011/..., image ids 1..N in
+    class order, train and test interleaved as in the release."""
+    base = root / "cub" / "CUB_200_2011"
+    base.mkdir(parents=True)
+    names = [f"{c:03d}.{'Black_footed_Albatross' if c == 1 else f'Bird_{c}_Sparrow'}"
+             for c in range(1, num_classes + 1)]
+    (base / "classes.txt").write_text("".join(f"{c} {n}\n" for c, n in enumerate(names, 1)))
+    images, labels, split = [], [], []
+    i = 0
+    for c, name in enumerate(names, 1):
+        species = name.split(".", 1)[1]
+        for k in range(train_per_class + test_per_class):
+            i += 1
+            rel = f"{name}/{species}_{i:04d}_{796000 + i}.jpg"
+            put_jpeg(base / "images" / rel, c)
+            images.append(f"{i} {rel}\n")
+            labels.append(f"{i} {c}\n")
+            split.append(f"{i} {0 if k % (train_per_class + test_per_class) == 1 else 1}\n")
+    (base / "images.txt").write_text("".join(images))
+    (base / "image_class_labels.txt").write_text("".join(labels))
+    (base / "train_test_split.txt").write_text("".join(split))
+    return base
 
 
 # ---------------------------------------------------------------- Butterfly200

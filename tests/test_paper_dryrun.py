@@ -43,6 +43,7 @@ def releases(tmp_path_factory):
     fakes.aircraft(root)
     fakes.butterfly(root)
     fakes.cars_devkit(root)
+    fakes.cub(root)
     fakes.webvision(root)
     for preset in ("bird", "aircraft", "butterfly", "car"):
         build_info(preset, root)
@@ -53,7 +54,7 @@ def _lines(path):
     return sum(1 for line in path.read_text().splitlines() if line.strip())
 
 
-def _dry_run(root, preset, weights, capsys, tmp_path):
+def _dry_run(root, preset, weights, capsys, tmp_path, coarse: bool = True):
     assert main(["data", "--preset", preset, "--data-root", str(root)]) == 0
     assert "every listed image exists" in capsys.readouterr().out
     pre, mix, lmlc = tmp_path / "pre", tmp_path / "mixoe", tmp_path / "lmlc"
@@ -72,7 +73,8 @@ def _dry_run(root, preset, weights, capsys, tmp_path):
     assert "train_lc" in ft["history"][0]
     capsys.readouterr()
     rows = {}
-    for protocol, convention in (("holdout", "ours"), ("paper", "mixoe"), ("coarse", "mixoe")):
+    protocols = (("holdout", "ours"), ("paper", "mixoe")) + ((("coarse", "mixoe"),) if coarse else ())
+    for protocol, convention in protocols:
         assert main(["evaluate", "--checkpoint", str(lmlc / "checkpoint.pt"), "--protocol",
                      protocol, "--metric-convention", convention, "--data-root", str(root)]) == 0
         rows[protocol] = json.loads(capsys.readouterr().out)
@@ -83,8 +85,9 @@ def _dry_run(root, preset, weights, capsys, tmp_path):
     assert rows["paper"]["n_id"] == 32 * (ft["id_val"] // 32) == rows["paper"]["n_ood"]
     pool = sum(_lines(root / d / "test.txt") for d in ("bird", "aircraft", "butterfly", "car")
                if d != preset)
-    assert rows["coarse"]["n_id"] == ft["id_test"]
-    assert rows["coarse"]["n_ood"] == min(ft["id_test"], pool)
+    if coarse:
+        assert rows["coarse"]["n_id"] == ft["id_test"]
+        assert rows["coarse"]["n_ood"] == min(ft["id_test"], pool)
     return ft
 
 
@@ -105,6 +108,32 @@ def test_dry_run_car_devkit(releases, rn50_weights, capsys, tmp_path):
     assert main(["data", "build-info", "--preset", "car", "--data-root", str(releases)]) == 0
     ft = _dry_run(releases, "car", rn50_weights, capsys, tmp_path)
     assert ft["num_classes"] == 150
+
+
+def test_dry_run_cub_and_its_ssb_split(releases, rn50_weights, capsys, tmp_path):
+    """CUB from its release (CUB_200_2011/), a random 100/100 hold-out, then SSB's split:
+    trained on the 100 known classes, evaluated on the easy and hard unknown classes."""
+    from lmoe_viz.data.ssb import ssb_classes
+    assert main(["data", "build-info", "--preset", "cub", "--data-root", str(releases)]) == 0
+    ft = _dry_run(releases, "cub", rn50_weights, capsys, tmp_path, coarse=False)
+    assert ft["num_classes"] == 100
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "lmlc" / "checkpoint.pt"),
+                 "--protocol", "coarse", "--data-root", str(releases)]) == 2
+    assert "its birds would overlap NABirds" in capsys.readouterr().err
+    common = ["--preset", "cub", "--data-root", str(releases), "--split", "ssb", *SMALL]
+    pre, lm = tmp_path / "ssb_pre", tmp_path / "ssb_lm"
+    assert main(["pretrain", *common, "--weights", str(rn50_weights), "--out", str(pre)]) == 0
+    assert main(["finetune", *common, "--init", str(pre / "checkpoint.pt"), "--method",
+                 "logit_mixoe", "--lc", "--out", str(lm)]) == 0
+    m = json.loads((lm / "metrics.json").read_text())
+    c = ssb_classes("cub")
+    assert m["id_classes"] == sorted(c["known"]) and m["config"]["split"] == "ssb"
+    capsys.readouterr()
+    for grade in ("easy", "hard"):
+        assert main(["evaluate", "--checkpoint", str(lm / "checkpoint.pt"), "--protocol",
+                     f"ssb-{grade}", "--data-root", str(releases), "--metric-convention", "openood"]) == 0
+        row = json.loads(capsys.readouterr().out)
+        assert row["n_ood"] == len(c[grade]) and 0 <= row["oscr"] <= 1   # one test image a class
 
 
 def test_dry_run_bird_via_import_mixoe(releases, rn50_weights, capsys, tmp_path):

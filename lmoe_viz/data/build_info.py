@@ -29,6 +29,11 @@ Formats read (as released):
   and ``cars_test/``: MixOE's paths) or the all-in-one (``cars_annos.mat`` with
   ``relative_im_path``, ``class``, ``test``; images ``car_ims/``). Labels class - 1. With
   both unpacked, the all-in-one is read when ``car_ims/`` exists, the devkit otherwise.
+* cub (CUB-200-2011): ``images.txt`` (``<id> NNN.Name/Name_NNNN_NNN.jpg``),
+  ``image_class_labels.txt`` (``<id> <class 1..200>``), ``train_test_split.txt``
+  (``<id> 1|0``), ``classes.txt`` (``<class> NNN.Name``), images under ``images/``; in
+  ``cub/`` or in the release's own ``cub/CUB_200_2011/``. Labels class - 1 (0..199: the
+  SSB split files' indices, ssb.py). Val: the seeded cut of the official train images.
 """
 from __future__ import annotations
 
@@ -182,7 +187,28 @@ def cars(ds_dir: Path) -> dict:
     return _with_val(out["train"], out["test"])
 
 
-BUILDERS = {"bird": nabirds, "aircraft": aircraft, "butterfly": butterfly, "car": cars}
+def cub(ds_dir: Path) -> dict:
+    base = ds_dir / "CUB_200_2011" if (ds_dir / "CUB_200_2011" / "images.txt").is_file() else ds_dir
+    prefix = "" if base == ds_dir else "CUB_200_2011/"
+    what = "CUB-200-2011 (the release's CUB_200_2011/ folder)"
+    classes = dict(_pairs(_need(base / "classes.txt", what)))
+    if sorted(_int(k, base / "classes.txt") for k in classes) != list(range(1, 201)):
+        raise UserError(f"{base / 'classes.txt'} lists {len(classes)} classes, CUB-200-2011 has "
+                        "200 (ids 1..200): use the files of one release")
+    images = dict(_pairs(_need(base / "images.txt", what)))
+    labels = {k: _int(v, base / "image_class_labels.txt")
+              for k, v in _pairs(_need(base / "image_class_labels.txt", what))}
+    is_train = {k: v == "1" for k, v in _pairs(_need(base / "train_test_split.txt", what))}
+    rows = {"train": [], "test": []}
+    for k in sorted(images, key=lambda s: _int(s, base / "images.txt")):
+        if k not in labels or k not in is_train:
+            raise UserError(f"CUB image id {k} of images.txt has no class or split line; use the "
+                            "files of one release")
+        rows["train" if is_train[k] else "test"].append((f"{prefix}images/{images[k]}", labels[k] - 1))
+    return _with_val(rows["train"], rows["test"])
+
+
+BUILDERS = {"bird": nabirds, "aircraft": aircraft, "butterfly": butterfly, "car": cars, "cub": cub}
 
 
 def write_info(ds_dir: Path, rows: dict, what: str, fix: str) -> list[Path]:

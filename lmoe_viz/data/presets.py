@@ -187,7 +187,9 @@ for _name, (_nid, _nood, _desc) in {
         "bird": (200, 55, "NABirds (MixOE's 255-class subset), WebVision outliers"),
         "aircraft": (90, 10, "FGVC-Aircraft variants, WebVision outliers"),
         "butterfly": (150, 50, "Butterfly200 species, WebVision outliers"),
-        "car": (150, 46, "Stanford Cars, WebVision outliers")}.items():
+        "car": (150, 46, "Stanford Cars, WebVision outliers"),
+        "cub": (100, 100, "CUB-200-2011 birds, WebVision outliers; --split ssb: the Semantic "
+                "Shift Benchmark's 100 known classes (data/ssb.py)")}.items():
     PRESETS[_name] = Preset(_name, _desc, _nid, _nood, 448, 3, "resnet50", PAPER_PRETRAIN,
                             PAPER_FINETUNE, 8, _paper(_name), default_weights="imagenet",
                             default_select="best-val")

@@ -95,8 +95,12 @@ def paper_ood(splits, cfg):
 
 def coarse_ood(splits, cfg):
     root = Path(cfg.data_root or "")
+    if cfg.preset not in COARSE_ORDER:
+        raise UserError(f"protocol 'coarse' is MixOE's, between its datasets "
+                        f"({', '.join(COARSE_ORDER)}); {cfg.preset} is not one (its birds would "
+                        "overlap NABirds): use --protocol holdout or ssb-easy / ssb-hard")
     others = [d for d in COARSE_ORDER if d != cfg.preset and (root / d / "test.txt").is_file()]
-    if cfg.preset not in COARSE_ORDER or not others:
+    if not others:
         raise UserError(f"protocol 'coarse' needs other fine-grained datasets under "
                         f"{root} ({', '.join(f'{d}/test.txt' for d in COARSE_ORDER if d != cfg.preset)}); "
                         "none found: import them or use --protocol holdout")

@@ -210,7 +210,7 @@ def test_nabirds_missing_or_inconsistent_metadata(tmp_path):
 
 
 def test_preset_and_folder_errors(tmp_path):
-    with pytest.raises(UserError, match=r"knows the paper presets bird, aircraft, butterfly, car, "
+    with pytest.raises(UserError, match=r"knows the paper presets bird, aircraft, butterfly, car, cub, "
                                         r"not 'digits'"):
         build_info("digits", tmp_path)
     with pytest.raises(UserError, match="needs --data-root DIR"):
@@ -253,3 +253,32 @@ def test_cars_annotations_without_a_field(tmp_path):
     savemat(ds / "cars_annos.mat", {"annotations": arr})
     with pytest.raises(UserError, match=r"cars_annos\.mat has no 'class' field"):
         build_info("car", tmp_path)
+
+
+@pytest.mark.parametrize("flat", [False, True])
+def test_cub_200_2011(tmp_path, flat):
+    """CUB's release files read as released (the CUB_200_2011/ folder the tarball makes, or
+    its content moved up into cub/); labels class id - 1 (SSB's indices)."""
+    base = fakes.cub(tmp_path, num_classes=200, train_per_class=2, test_per_class=1)
+    ds = tmp_path / "cub"
+    prefix = "CUB_200_2011/"
+    if flat:
+        for p in list(base.iterdir()):
+            p.rename(ds / p.name)
+        base.rmdir()
+        base, prefix = ds, ""
+
+    def pairs(name):
+        return [line.split(" ", 1) for line in (base / name).read_text().splitlines()]
+    images, classes, is_train = dict(pairs("images.txt")), dict(pairs("image_class_labels.txt")), \
+        dict(pairs("train_test_split.txt"))
+    rows = {"1": [], "0": []}
+    for i in sorted(images, key=int):
+        rows[is_train[i]].append((f"{prefix}images/{images[i]}", int(classes[i]) - 1))
+    assert build_info("cub", tmp_path) == [ds / f"{s}.txt" for s in SPLITS]
+    out = check_built(ds, rows["1"], rows["0"], range(200))
+    assert len(rows["1"]) == 400 and len(out["test"]) == 200
+    assert out["train"][0][0].startswith(f"{prefix}images/001.Black_footed_Albatross/")
+    (base / "classes.txt").write_text("1 001.A\n")
+    with pytest.raises(UserError, match="lists 1 classes, CUB-200-2011 has 200"):
+        build_info("cub", tmp_path)
