@@ -14,7 +14,8 @@ from .io import atomic_write_text
 from .methods import METHODS, model_label
 from .train import finished, read_metrics
 
-REFERENCE_TABLE = Path(__file__).resolve().parents[1] / "data" / "paper_table1.csv"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+REFERENCE_TABLE = DATA_DIR / "paper_table1.csv"
 #: the datasets of the paper's Table I (data/paper_table1.csv)
 PAPER_DATASETS = ("bird", "aircraft", "butterfly")
 
@@ -108,6 +109,15 @@ def detector_table(table, scores, metric: str = "auroc") -> pd.DataFrame:
     return wide.reset_index(drop=True)
 
 
+def formatted_detector_table(table: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """``detector_table`` for reading: alpha as text (empty for the baselines), values in %."""
+    out = table.copy()
+    out["alpha"] = out["alpha"].map(lambda a: "" if pd.isna(a) else f"{a:g}")
+    for col in out.columns[2:]:
+        out[col] = (100 * out[col]).map(f"{{:.{digits}f}}".format)
+    return out
+
+
 def best_rows(summary: pd.DataFrame) -> dict:
     """Index of the best row per column: highest accuracy and AUROC, lowest FPR95."""
     return {"accuracy": int(summary["accuracy_mean"].idxmax()),
@@ -139,6 +149,63 @@ def with_paper(summary: pd.DataFrame, dataset: str) -> pd.DataFrame:
     return summary.merge(paper.drop(columns="dataset"), on=["alpha", "method", "lc"], how="left")
 
 
+#: published numbers beside ours: file under data/, the protocol and metric convention
+#: they were measured under (only our rows of both are shown beside them)
+REFERENCES = {"ascood": ("ascood_finegrained.csv", "holdout", "openood")}
+
+
+def reference_datasets(reference: str) -> list[str]:
+    """The datasets a published table of REFERENCES has rows for."""
+    return sorted(set(pd.read_csv(DATA_DIR / REFERENCES[reference][0])["dataset"]))
+
+
+def reference_table(dataset: str, reference: str = "ascood") -> pd.DataFrame:
+    """A published table's rows for ``dataset`` (data/README.md), AUROC and FPR95 as
+    fractions (``*_std`` too); ``ours`` names our score, detector or method."""
+    if reference not in REFERENCES:
+        raise UserError(f"unknown reference {reference!r}; choose one of {', '.join(REFERENCES)}")
+    df = pd.read_csv(DATA_DIR / REFERENCES[reference][0], keep_default_na=False)
+    df = df[df["dataset"] == dataset]
+    if df.empty:
+        raise UserError(f"reference {reference} has no rows for {dataset!r}; it has "
+                        f"{', '.join(reference_datasets(reference))}")
+    for col in ("fpr95", "fpr95_std", "auroc", "auroc_std"):
+        df[col] = df[col].astype(float) / 100.0
+    return df.reset_index(drop=True)
+
+
+def with_reference(summary: pd.DataFrame, dataset: str, reference: str = "ascood") -> pd.DataFrame:
+    """``summary`` (one score) beside the reference's row of the same score or method:
+    ``ref_auroc`` / ``ref_fpr95`` for the OE row and each MSP-scored pretrained or
+    MixOE row (whose counterpart is the reference's method of that name), refused unless
+    every row is of the reference's protocol and metric convention."""
+    _, protocol, convention = REFERENCES[reference]
+    got = {(p, c) for p, c in zip(summary.get("protocol", ["holdout"] * len(summary)),
+                                  summary.get("metric_convention", ["ours"] * len(summary)))}
+    if got != {(protocol, convention)}:
+        raise UserError(f"{reference}'s numbers are {protocol!r} protocol, {convention!r} "
+                        f"convention; these rows are {sorted(got)}: compute results_table(..., "
+                        f"protocol={protocol!r}, convention={convention!r})")
+    ref = reference_table(dataset, reference).set_index("ours")
+    out = summary.copy()
+    keys = [_counterpart(m, lc, s) for m, lc, s in
+            zip(out["method"], out["lc"], out.get("score", ["msp"] * len(out)))]
+    out["ref_auroc"] = [ref["auroc"].get(k) if k in ref.index else np.nan for k in keys]
+    out["ref_fpr95"] = [ref["fpr95"].get(k) if k in ref.index else np.nan for k in keys]
+    return out
+
+
+def _counterpart(method: str, lc: bool, score: str) -> str | None:
+    """The reference row of one of our rows: the pretrained model under a score or
+    detector is the reference's post-hoc row of that name (a CE-trained network); OE and
+    MixOE (without L_LC) under MSP are the reference's OE and MixOE rows."""
+    if METHODS[method].pretrains:
+        return score
+    if score == "msp" and not lc and method in ("oe", "mixoe"):
+        return method
+    return None
+
+
 def formatted_table(summary: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
     """'mean ± std' strings (accuracy %, AUROC and FPR95 in %), best per column in bold."""
     best = best_rows(summary)
@@ -152,10 +219,10 @@ def formatted_table(summary: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
             text = f"{m * scale:.2f}" + ("" if pd.isna(s) else f" ± {s * scale:.2f}")
             cells.append(f"{bold[0]}{text}{bold[1]}" if best[col] == i else text)
         out[{"accuracy": "Acc. (%)", "auroc": "AUROC (%)", "fpr95": "FPR95 (%)"}[col]] = cells
-    for col in ("paper_accuracy", "paper_auroc", "paper_fpr95"):
+    for col in ("paper_accuracy", "paper_auroc", "paper_fpr95", "ref_auroc", "ref_fpr95"):
         if col in summary:
             scale = 1.0 if col == "paper_accuracy" else 100.0
-            out[col.replace("paper_", "paper ")] = summary[col].map(
+            out[col.replace("paper_", "paper ").replace("ref_", "ref. ")] = summary[col].map(
                 lambda v: "" if pd.isna(v) else f"{v * scale:.2f}")
     return out
 

@@ -22,7 +22,7 @@ from lmoe_viz.detectors import DETECTORS
 from lmoe_viz.grid import Grid
 from lmoe_viz.machine import cpu_cores, cpu_model
 from lmoe_viz.scores import SCORES
-from lmoe_viz.tables import detector_table, to_markdown
+from lmoe_viz.tables import detector_table, formatted_detector_table, to_markdown
 
 OUT = Path(__file__).with_name("detectors")
 
@@ -41,12 +41,9 @@ def main(preset: str, runs_dir: str | None = None) -> None:
     long = tables["auroc"].melt(id_vars=["alpha", "model"], var_name="score", value_name="auroc")
     long["fpr95"] = tables["fpr95"].melt(id_vars=["alpha", "model"], value_name="v")["v"]
     long.to_csv(OUT / f"{preset}.csv", index=False)
-    shown = {m: t.assign(alpha=t["alpha"].map(lambda a: "" if a != a else f"{a:g}"))
-             for m, t in tables.items()}
-    for t in shown.values():
-        for s in scores:
-            t[s] = (100 * t[s]).map("{:.1f}".format)
-    source = (f"`python results/detectors.py {preset}{' ' + runs_dir if runs_dir else ''}`"
+    shown = {m: formatted_detector_table(t) for m, t in tables.items()}
+    shown_dir = f" {Path(runs_dir).relative_to(Path(runs_dir).parents[4])}" if runs_dir else ""
+    source = (f"`python results/detectors.py {preset}{shown_dir}`"
               f" on {cpu_model()}, {cpu_cores()} cores, {seconds / 60:.1f} min")
     text = (f"# Trained method x detector, {preset}\n\nCommand: {source}. Holdout protocol (ID "
             "test vs the held-out classes), convention `ours`, one seed (seed 0, one pretrained "

@@ -59,3 +59,25 @@ def test_energy_oe_rows_are_labelled_and_ordered():
                                                "fpr95": 0.4, "model": model_label("energy_oe")}])])
     s = T.summary_table(df)
     assert list(s.model)[:3] == ["Pretrained", "OE", "Energy-OE"]
+
+
+def test_ascood_numbers_sit_only_beside_rows_of_their_protocol_and_convention():
+    import pandas as pd
+
+    from lmoe_viz.errors import UserError
+    from lmoe_viz.tables import reference_table, with_reference
+    ref = reference_table("aircraft")
+    row = ref[ref["method"] == "ASCOOD"].iloc[0]                 # read from ASCOOD's table
+    assert (row["fpr95"], row["auroc"]) == (pytest.approx(0.4794), pytest.approx(0.8975))
+    assert set(reference_table("car")["ours"]) >= {"msp", "energy", "mahalanobis", "vim", "oe", "mixoe"}
+    rows = pd.DataFrame({"method": ["baseline", "baseline", "mixoe", "mixoe"],
+                         "lc": [False, False, False, True], "score": ["msp", "vim", "msp", "msp"],
+                         "protocol": "holdout", "metric_convention": "openood"})
+    out = with_reference(rows, "car")
+    assert out["ref_auroc"].tolist()[:3] == pytest.approx([0.8712, 0.8203, 0.9019])
+    assert pd.isna(out["ref_auroc"].iloc[3])                     # MixOE w/ L_LC: no counterpart
+    for protocol, convention in (("holdout", "ours"), ("paper", "openood")):
+        with pytest.raises(UserError, match="'holdout' protocol, 'openood' convention"):
+            with_reference(rows.assign(protocol=protocol, metric_convention=convention), "car")
+    with pytest.raises(UserError, match="no rows for 'bird'"):
+        reference_table("bird")
