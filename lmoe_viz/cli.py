@@ -19,6 +19,7 @@ from .data.protocols import PROTOCOLS
 from .errors import UserError
 from .evaluation import evaluate_checkpoint
 from .io import atomic_write_json
+from .logitsfile import evaluate_logits_file
 from .methods import METHODS, PRETRAINING
 from .metrics import METRIC_CONVENTIONS
 from .models import load_checkpoint
@@ -89,7 +90,10 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     _add_options(f, "finetune")
     e = sub.add_parser("evaluate", help="metrics of a checkpoint under a named protocol")
     _add_options(e, "common", from_checkpoint=True)
-    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--checkpoint", default=None, help="a checkpoint of `lmoe-viz pretrain/finetune`")
+    e.add_argument("--logits", default=None, metavar="FILE.npz",
+                   help="instead of a checkpoint: logits (and features) of any model, the .npz "
+                        "format of lmoe_viz/logitsfile.py")
     e.add_argument("--score", default="msp",
                    help="a logit score (" + ", ".join(SCORES) + ") or a pytorch-ood detector ("
                         + ", ".join(DETECTORS) + "; detectors.py)")
@@ -143,6 +147,11 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     if args.score not in SCORES:
         detector_spec(args.score)          # one line naming both lists when it is neither
+    if (args.checkpoint is None) == (args.logits is None):
+        raise UserError("evaluate needs exactly one of --checkpoint CKPT (a run of this toolkit) "
+                        "and --logits FILE.npz (any model's logits, lmoe_viz/logitsfile.py)")
+    if args.logits is not None:
+        return _evaluate_file(args)
     ckpt = load_checkpoint(args.checkpoint)             # loaded once: checked, then evaluated
     _check_against_checkpoint(args, ckpt["config"], args.checkpoint)
     m = evaluate_checkpoint(args.checkpoint, args.protocol, args.score, args.metric_convention,
@@ -152,6 +161,24 @@ def cmd_evaluate(args) -> int:
     recal = "_recalibrated" if args.recalibrate_bn else ""
     name = f"evaluate_{args.protocol}_{args.score}_{args.metric_convention}{recal}.json"
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / name
+    atomic_write_json(out, m)
+    print(json.dumps(m))
+    return 0
+
+
+def _evaluate_file(args) -> int:
+    """evaluate --logits: the file's own ID and OOD sets (no protocol, no data options)."""
+    given = [f for f, v in (("--protocol", args.protocol != "holdout"),
+                            ("--recalibrate-bn", args.recalibrate_bn), ("--data-root", args.data_root),
+                            ("--aux-root", args.aux_root)) if v]
+    given += [f"--{k.replace('_', '-')}" for k in CHECKPOINT_FIELDS if getattr(args, k) is not None]
+    if given:
+        raise UserError(f"{', '.join(given)} apply to checkpoints; a logits file holds its own ID "
+                        "and OOD sets: leave them out")
+    m = evaluate_logits_file(args.logits, args.score, args.metric_convention)
+    path = Path(args.logits)
+    out = Path(args.out) if args.out else path.with_name(
+        f"{path.stem}_evaluate_{args.score}_{args.metric_convention}.json")
     atomic_write_json(out, m)
     print(json.dumps(m))
     return 0

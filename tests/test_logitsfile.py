@@ -1,0 +1,78 @@
+"""Logits from elsewhere (logitsfile.py): a file in the documented format gives the same
+metrics as the checkpoint it was exported from, and every malformed file is one line."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from lmoe_viz.cli import main
+from lmoe_viz.evaluation import evaluate_checkpoint
+from lmoe_viz.extract import extract
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, digits_pretrained):
+    """A digits checkpoint and the .npz a user would export from it (our own extraction)."""
+    d = tmp_path_factory.mktemp("export")
+    ck = d / "checkpoint.pt"
+    shutil.copy(digits_pretrained, ck)
+    import torch
+    state = torch.load(ck, map_location="cpu", weights_only=True)["model"]
+    r = extract(ck, parts=("id_test", "ood_test", "id_train_fit"))
+    arrays = {"id_logits": r["id_test"]["logits"], "id_labels": r["id_test"]["labels"],
+              "ood_logits": r["ood_test"]["logits"], "id_features": r["id_test"]["features"],
+              "ood_features": r["ood_test"]["features"],
+              "train_logits": r["id_train_fit"]["logits"],
+              "train_features": r["id_train_fit"]["features"],
+              "train_labels": r["id_train_fit"]["labels"],
+              "fc_weight": state["fc.weight"].numpy(), "fc_bias": state["fc.bias"].numpy()}
+    np.savez(d / "model.npz", **arrays)
+    return ck, d / "model.npz", arrays
+
+
+@pytest.mark.parametrize("score,convention", [("msp", "ours"), ("energy", "openood"),
+                                              ("mahalanobis", "ours"), ("vim", "mixoe"),
+                                              ("klmatching", "ours")])
+def test_a_file_gives_the_checkpoints_numbers(exported, capsys, score, convention):
+    ck, npz, _ = exported
+    assert main(["evaluate", "--logits", str(npz), "--score", score,
+                 "--metric-convention", convention]) == 0
+    got = json.loads(capsys.readouterr().out)
+    ref = evaluate_checkpoint(ck, score=score, convention=convention)
+    for k in ("accuracy", "auroc", "fpr95", "aupr_in", "n_id", "n_ood"):
+        assert got[k] == pytest.approx(ref[k], abs=1e-9), k
+    assert got["protocol"] == "file" and got["metric_convention"] == convention
+    assert (npz.parent / f"model_evaluate_{score}_{convention}.json").is_file()
+
+
+def _fails(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_malformed_files_and_mismatched_detectors_are_one_line(exported, tmp_path, capsys):
+    _, npz, arrays = exported
+
+    def write(**change):
+        a = {k: v for k, v in {**arrays, **change}.items() if v is not None}
+        np.savez(tmp_path / "x.npz", **a)
+        return ["evaluate", "--logits", str(tmp_path / "x.npz")]
+    _fails(write(ood_logits=arrays["ood_logits"][:, :3]), "ood_logits has shape", capsys)
+    _fails(write(id_labels=arrays["id_labels"] + 10), "id_labels must be integers in 0..5", capsys)
+    _fails(write(ood_features=None), "holds id_features without ood_features", capsys)
+    _fails(write(id_logits=None), "lacks id_logits", capsys)
+    _fails(write(extra=np.zeros(3)), "unknown arrays ['extra']", capsys)
+    _fails(write(id_features=None, ood_features=None, fc_weight=None, fc_bias=None,
+                 train_features=None) + ["--score", "knn"], "needs penultimate features", capsys)
+    _fails(write(fc_weight=None, fc_bias=None) + ["--score", "vim"], "fc_weight and fc_bias", capsys)
+    _fails(write(train_features=None, train_logits=None, train_labels=None) + ["--score", "rmd"],
+           "is fitted on ID training data: add train_labels and train_features", capsys)
+    _fails(["evaluate", "--logits", str(npz), "--score", "react"], "needs the activations of the network", capsys)
+    _fails(["evaluate", "--logits", str(tmp_path / "none.npz")], "not found", capsys)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    _fails(["evaluate", "--logits", str(tmp_path / "bad.npz")], "is not a readable .npz", capsys)
+    _fails(["evaluate", "--logits", str(npz), "--protocol", "paper"], "--protocol apply to checkpoints", capsys)
+    _fails(["evaluate"], "needs exactly one of --checkpoint", capsys)
+    _fails(["evaluate", "--logits", str(npz), "--checkpoint", str(npz)], "needs exactly one of", capsys)
