@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
+from .errors import UserError
 from .extract import extract
+from .logitsfile import load_logits_file
 from .methods import MIXING, PRETRAINING, method_spec, model_label
 from .tables import results_table
 from .train import train
@@ -173,13 +175,19 @@ NOTEBOOK_PARAMS = ("preset", "runs_dir", "methods", "lcs", "alphas", "seeds", "p
                    "finetune_epochs", "data_root", "device", "split", "limit_batches", "bn")
 
 
-def figure_logits(runs: dict, device: str = "cpu") -> dict:
+def figure_logits(runs: dict, device: str = "cpu", files: dict | None = None) -> dict:
     """{label: (ID test logits, OOD test logits)} of ``Grid.figure_runs`` (Figs. 3-4), from
-    each run's logit cache (extract.py)."""
+    each run's logit cache (extract.py), then of each ``files`` entry {label: .npz}: any
+    model's exported logits (logitsfile.py), shown with the same figures."""
     out = {}
     for label, run in runs.items():
         r = extract(Path(run) / "checkpoint.pt", device=device)
         out[label] = (r["id_test"]["logits"], r["ood_test"]["logits"])
+    for label, path in (files or {}).items():
+        if label in out:
+            raise UserError(f"logits_files label {label!r} is a model of the grid; name it otherwise")
+        f = load_logits_file(path)
+        out[label] = (f["id"]["logits"], f["ood"]["logits"])
     return out
 
 

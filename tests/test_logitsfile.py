@@ -76,3 +76,18 @@ def test_malformed_files_and_mismatched_detectors_are_one_line(exported, tmp_pat
     _fails(["evaluate", "--logits", str(npz), "--protocol", "paper"], "--protocol apply to checkpoints", capsys)
     _fails(["evaluate"], "needs exactly one of --checkpoint", capsys)
     _fails(["evaluate", "--logits", str(npz), "--checkpoint", str(npz)], "needs exactly one of", capsys)
+
+
+def test_the_figures_take_a_files_logits_beside_the_grids(exported):
+    """Notebooks 02 and 03 (parameter logits_files): figure_logits adds each file's model."""
+    from lmoe_viz import plots
+    from lmoe_viz.errors import UserError
+    from lmoe_viz.grid import figure_logits
+    ck, npz, arrays = exported
+    logits = figure_logits({"Pretrained": ck.parent}, files={"my model": npz})
+    assert list(logits) == ["Pretrained", "my model"]
+    assert np.array_equal(logits["my model"][1], arrays["ood_logits"])
+    fig = plots.norm_histogram_grid(logits)
+    assert len([a for a in fig.axes if a.has_data()]) == 2
+    with pytest.raises(UserError, match="is a model of the grid"):
+        figure_logits({"Pretrained": ck.parent}, files={"Pretrained": npz})
