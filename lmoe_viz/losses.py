@@ -31,10 +31,15 @@ def uniform_targets(n: int, num_classes: int, device=None) -> torch.Tensor:
 def mixoe_targets(y, num_classes: int, lam) -> torch.Tensor:
     """y~ = lam * onehot(y) + (1 - lam) * u, eq. (11). ``lam`` is a scalar or per sample."""
     y = _t(y).long()
+    onehot = F.one_hot(y, num_classes).float()
+    if not isinstance(lam, torch.Tensor) and np.ndim(lam) == 0:
+        # a step's scalar lambda stays on the host: no tensor is copied to the device (the
+        # loop never waits for the host); float32 arithmetic, as the tensor path below
+        lam32 = np.float32(lam)
+        return float(lam32) * onehot + float((np.float32(1) - lam32) / np.float32(num_classes))
     lam = _t(lam).float().to(y.device)
     if lam.ndim == 1:
         lam = lam[:, None]
-    onehot = F.one_hot(y, num_classes).float()
     return lam * onehot + (1 - lam) / num_classes
 
 

@@ -38,6 +38,14 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % 2**31
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """The torch / numpy / python seed of DDP rank ``rank``: rank 0 keeps ``seed`` (a
+    single process trains as before), every other rank its own, so ranks draw their own
+    feature noise and augmentations. Lambdas and CutMix boxes come from their own
+    generator, the same on every rank (one lambda a step, as MixOE)."""
+    return seed if rank == 0 else (seed + 104_729 * rank) % 2**31
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():

@@ -24,7 +24,14 @@ command resumes after the last complete epoch and ends with the same metrics as 
 that was never interrupted. A finished run is not retrained; if the process died between
 its checkpoint and its ``metrics.json``, the rerun rewrites ``metrics.json`` from the
 checkpoint (the checkpoint is written first and is the truth). Resuming with another
-world size or device type is refused unless ``allow_resume_change``.
+world size or device type is refused unless ``allow_resume_change``. What "the same
+metrics" means: on the CPU, bit for bit (tests/tools/bitcheck.py; tests resume mid-run and
+compare). On CUDA, ``cudnn.benchmark`` picks convolution algorithms per shape and
+process, and bf16 autocast and atomics in some backward kernels sum in varying order, so
+a resumed or repeated CUDA run agrees within float tolerance (last digits of the weights,
+accuracy within a test image or two), not bit for bit; deterministic algorithms are not
+requested, as MixOE does not. DDP ranks reseed with ``runtime.rank_seed`` (rank 0 keeps
+the seed: a single process is unchanged), so their noise and augmentations differ.
 """
 from __future__ import annotations
 
@@ -47,8 +54,8 @@ from .methods import ID_ONLY, METHODS, draw_mix, objective
 from .metrics import accuracy, metrics_row
 from .models import (arch_spec, build_model, check_arch, load_checkpoint,
                      model_from_checkpoint, save_checkpoint)
-from .runtime import (dist_info, epoch_seed, init_distributed, resolve_device, rng_state,
-                      seed_everything, set_rng_state, sync_from_rank0)
+from .runtime import (dist_info, epoch_seed, init_distributed, rank_seed, resolve_device,
+                      rng_state, seed_everything, set_rng_state, sync_from_rank0)
 from .streams import stream_loader
 from .weights import load_initial_weights, weights_identity, weights_record
 
@@ -260,9 +267,21 @@ def _initial_state(run: Run, resume) -> dict:
         return state
     run.model.load_state_dict(resume["model"])
     run.opt.load_state_dict(resume["optimizer"])
+    _buffers_like_params(run.opt)
     run.sched.load_state_dict(resume["scheduler"])
     set_rng_state(resume["rng"])
     return {k: resume.get(k) for k in state}
+
+
+def _buffers_like_params(opt) -> None:
+    """Give every loaded optimizer buffer its parameter's memory layout: a checkpoint
+    written on the CPU holds contiguous buffers, and CUDA's fused SGD refuses a
+    channels_last parameter with a buffer of other strides (values unchanged)."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    opt.state[p][k] = torch.empty_like(p).copy_(v)
 
 
 # ---------------------------------------------------------------------------- one epoch
@@ -296,7 +315,7 @@ class NonFiniteWatch:
 def _train_epoch(run: Run, state: dict, epoch: int, progress: bool) -> dict:
     """One pass over the ID stream; the mean of each loss term (floats)."""
     cfg, device = run.cfg, run.device
-    seed_everything(epoch_seed(cfg.seed, epoch))
+    seed_everything(rank_seed(epoch_seed(cfg.seed, epoch), run.rank))
     run.id_loader.sampler.set_epoch(epoch)
     aux_iter = None
     if run.aux_loader is not None:

@@ -29,3 +29,31 @@ def test_resnet50_bf16_step_channels_last():
         out = m(x)
     assert out.dtype == torch.bfloat16 and out.shape == (4, 10)
     out.float().sum().backward()
+
+
+def test_no_host_sync_inside_a_logit_mixoe_step():
+    """The step's lambda and noise scalars stay on their side: with CUDA's sync debug mode
+    set to error, the objective of Logit MixOE w/ L_LC and feature noise runs through."""
+    from lmoe_viz.methods import objective
+    from lmoe_viz.models import build_model
+    cfg = RunConfig(preset="digits", method="logit_mixoe", lc=True, mix_layer="layer2",
+                    id_forward="separate", mix_noise="both").resolved()
+    m = build_model("small", 6, 1).cuda()
+    x, y = torch.randn(8, 1, 8, 8, device="cuda"), torch.randint(0, 6, (8,), device="cuda")
+    xo = torch.randn(8, 1, 8, 8, device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss, terms = objective(m, cfg, 6, x, y, xo, lam=0.3)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+def test_resume_a_cpu_checkpoint_on_cuda(tmp_path):
+    """Momentum buffers written on the CPU take the channels_last layout of the CUDA
+    parameters (fused SGD refuses mixed strides)."""
+    cpu = RunConfig(preset="digits", epochs=1, device="cpu")
+    train(cpu, tmp_path / "r", progress=False)
+    m = train(RunConfig(preset="digits", epochs=2, device="cuda"), tmp_path / "r", progress=False,
+              allow_resume_change=True)
+    assert m["epoch"] == 2

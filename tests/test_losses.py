@@ -124,3 +124,18 @@ def test_lc_mode_reaches_the_objective():
     assert lcs["norm"] < lcs["fixed"]
     with pytest.raises(UserError, match="--lc-mode norm shapes the L_LC term: add --lc"):
         RunConfig(method="mixoe", lc_mode="norm").validate()
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.123456789, 0.5, 0.97, 1.0])
+def test_mixoe_targets_of_a_python_lambda_equal_the_tensor_path_bit_for_bit(lam):
+    """The host-side scalar path (no device copy a step) gives the float32 tensor path's
+    bits: the golden run names and bitcheck digests rest on it."""
+    import torch
+
+    from lmoe_viz import losses as L
+    y = torch.tensor([0, 3, 2, 1, 3])
+    fast = L.mixoe_targets(y, 7, lam)
+    slow = L.mixoe_targets(y, 7, torch.tensor(lam))          # the 0-d tensor path
+    assert torch.equal(fast, slow) and fast.dtype == torch.float32
+    per_sample = L.mixoe_targets(y, 7, torch.full((5,), lam))
+    assert torch.equal(fast, per_sample)

@@ -209,3 +209,29 @@ def test_paper_preset_trains_with_tensor_decode(tmp_path):
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32
     out = train(cfg, tmp_path / "run", progress=False)
     assert out["config"]["decode"] == "tensor" and out["steps"] == 1
+
+
+def test_loaded_optimizer_buffers_take_their_parameters_layout():
+    """A checkpoint written with contiguous momentum buffers, resumed where the network is
+    channels_last (CUDA): each buffer gets its parameter's strides (CUDA's fused SGD
+    refuses mixed strides), with the same values."""
+    import torch
+
+    from lmoe_viz.train import _buffers_like_params
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9)
+    saved = {"state": {0: {"momentum_buffer": torch.arange(108.).reshape(4, 3, 3, 3)},
+                       1: {"momentum_buffer": torch.ones(4)}},
+             "param_groups": opt.state_dict()["param_groups"]}
+    opt.load_state_dict(saved)
+    assert opt.state[conv.weight]["momentum_buffer"].stride() != conv.weight.stride()
+    _buffers_like_params(opt)
+    buf = opt.state[conv.weight]["momentum_buffer"]
+    assert buf.stride() == conv.weight.stride() and torch.equal(buf, torch.arange(108.).reshape(4, 3, 3, 3))
+
+
+def test_each_ddp_rank_draws_its_own_noise_and_rank_0_keeps_the_seed():
+    from lmoe_viz.runtime import epoch_seed, rank_seed
+    s = epoch_seed(3, 2)
+    assert rank_seed(s, 0) == s
+    assert len({rank_seed(s, r) for r in range(8)}) == 8
