@@ -49,11 +49,10 @@ def test_no_host_sync_inside_a_logit_mixoe_step():
         torch.cuda.set_sync_debug_mode(0)
 
 
-def test_resume_a_cpu_checkpoint_on_cuda(tmp_path):
+def test_resume_a_cpu_checkpoint_on_cuda(tmp_path, stop_after_first_epoch):
     """Momentum buffers written on the CPU take the channels_last layout of the CUDA
     parameters (fused SGD refuses mixed strides)."""
-    cpu = RunConfig(preset="digits", epochs=1, device="cpu")
-    train(cpu, tmp_path / "r", progress=False)
+    stop_after_first_epoch(RunConfig(preset="digits", epochs=2, device="cpu"), tmp_path / "r")
     m = train(RunConfig(preset="digits", epochs=2, device="cuda"), tmp_path / "r", progress=False,
               allow_resume_change=True)
-    assert m["epoch"] == 2
+    assert m["epoch"] == 2 and m["finished"]
