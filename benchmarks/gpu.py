@@ -15,7 +15,12 @@ bird preset's head, random weights: ``--weights none``) on random 448 px inputs:
   - 1, one core left to the training process) / the images/s the step consumes (ID plus
   outliers); >= 1 means the loaders keep up.
 
-``python -m benchmarks.gpu`` on a GPU machine writes ``benchmarks/results/<machine>-gpu.json``.
+``python -m benchmarks.gpu`` on a GPU machine writes ``benchmarks/results/<machine>-gpu.json``;
+each measurement is printed and written to ``<machine>-gpu.partial.json`` as it is taken,
+and a failed one (out of memory, a compile error) is named and left out, so a run stopped
+at a time limit keeps its figures. Device order for a lent machine's 8 minutes: ``pytest
+-m gpu tests/test_gpu.py`` (about a minute), then ``python -m benchmarks.gpu --no-compile
+--no-max-batch`` (eager, a few minutes), then without ``--no-compile`` if time is left.
 ``--tiny`` runs the same code on the CPU at a toy size (small ResNet, 32 px, batch 4,
 2 steps, no compile, no batch search): the tests run it so that the code cannot rot.
 """
@@ -23,13 +28,16 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-from .report import Figure, Piece, cpu_cores, format_table, payload, write_results
+from .report import (RESULTS_DIR, Figure, Piece, cpu_cores, format_table, machine_slug, payload,
+                     write_results)
 from .step import METHODS, cuda_sync, ideal_passes, label, make_step, run_config
 
 TARGETS = {"CE": 1200.0, "Logit MixOE w/ L_LC": 430.0}
@@ -76,21 +84,34 @@ def measure(cfg, net: dict, batch: int, device, steps: int, warmup: int, blocks:
 
 def fits(cfg, net: dict, batch: int, device) -> bool:
     """Whether two training steps at ``batch`` run: out of memory, or another runtime
-    error of a too-large batch (cuDNN, 32-bit indexing), says no."""
-    failed = False
+    error of a too-large batch (cuDNN, 32-bit indexing), says no. The failed step's
+    tensors are dropped before memory is freed (its closure and the exception's frame
+    hold them)."""
+    failed, step = False, None
     try:
         step = make_step(cfg, net["arch"], net["num_classes"], net["channels"], batch,
                          net["size"], device)
         step()
         step()
         torch.cuda.synchronize(device)
-        del step
     except RuntimeError as exc:     # torch.OutOfMemoryError is a RuntimeError
         print(f"[bench] batch {batch} does not fit: {str(exc).splitlines()[0][:120]}",
               file=sys.stderr)
         failed = True               # leave the except block first: its frame holds tensors
+    step = None
     _free(False)
     return not failed
+
+
+def guarded(what: str, fn, *args, **kwargs):
+    """``fn(*args)``, or None when it fails at run time (out of memory, a compile error):
+    one line names it and the benchmark goes on to the next figure."""
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as exc:
+        print(f"[bench] {what} failed: {str(exc).splitlines()[0][:160]}", file=sys.stderr)
+        _free(False)
+        return None
 
 
 def largest_batch(cfg, net: dict, device, start: int, cap: int) -> int | None:
@@ -112,7 +133,12 @@ def supply_rate(tiny: bool, image_size: int) -> float:
 def gpu_piece(device="cuda", arch: str = "resnet50", preset: str = "bird", size: int = 448,
               batch: int = 32, steps: int = 20, warmup: int = 5, blocks: int = 3,
               compile_modes=(False, True), find_max: bool = True, max_cap: int = 1024,
-              workers: int | None = None, oe_aux_ratio: int = 1, tiny: bool = False) -> Piece:
+              workers: int | None = None, oe_aux_ratio: int = 1, tiny: bool = False,
+              on_result=None) -> Piece:
+    """The GPU piece. Every measurement is guarded (a failed one is left out, named on
+    stderr) and reported to ``on_result(name, result)`` as soon as it is taken, so a run
+    stopped at a time limit keeps what it measured (main writes a partial file)."""
+    on_result = on_result or (lambda name, result: None)
     from lmoe_viz.data import get_preset
     p = get_preset(preset)
     net = {"arch": arch, "num_classes": p.num_id, "channels": 3, "size": size}
@@ -123,14 +149,23 @@ def gpu_piece(device="cuda", arch: str = "resnet50", preset: str = "bird", size:
     results = {}
     for compiled in compile_modes:
         for k, cfg in cfgs.items():
-            results[(k, compiled)] = measure(cfg, net, batch, device, steps, warmup, blocks,
-                                             compiled)
+            name = f"{k} b{batch} {'compile' if compiled else 'eager'}"
+            r = guarded(name, measure, cfg, net, batch, device, steps, warmup, blocks, compiled)
+            if r is not None:
+                results[(k, compiled)] = r
+                on_result(name, r)
     largest = {}
     if find_max and torch.device(device).type == "cuda":
         for k, cfg in cfgs.items():
-            b = largest_batch(cfg, net, device, 2 * batch, max_cap)
-            if b is not None:
-                largest[k] = measure(cfg, net, b, device, max(steps // 2, 2), warmup, 1)
+            b = guarded(f"{k} batch search", largest_batch, cfg, net, device, 2 * batch, max_cap)
+            m = None if b is None else guarded(f"{k} b{b} eager", measure, cfg, net, b, device,
+                                                max(steps // 2, 2), warmup, 1)
+            if m is not None:
+                largest[k] = m
+                on_result(f"{k} largest batch", m)
+    cfgs = {k: c for k, c in cfgs.items() if all((k, m) in results for m in compile_modes)}
+    if "CE" not in cfgs:       # every other figure is read against CE's
+        raise RuntimeError("CE's step could not be measured; see the lines above")
     workers = workers or max(cpu_cores() - 1, 1)
     per_worker = supply_rate(tiny, size)
     figures, supply = [], {}
@@ -237,7 +272,17 @@ def main(argv=None) -> int:
         kw = dict(device="cuda", size=args.size, batch=args.batch, steps=args.steps,
                   compile_modes=(False,) if args.no_compile else (False, True),
                   find_max=not args.no_max_batch)
-    piece = gpu_piece(workers=args.workers, oe_aux_ratio=args.oe_aux_ratio, **kw)
+    partial = Path(args.results or RESULTS_DIR) / f"{machine_slug(kw['device'])}-gpu.partial.json"
+    taken: dict = {}
+
+    def on_result(name, result):           # each figure on disk as soon as it is measured
+        taken[name] = result
+        print(f"[bench] {name}: {result['images_per_s']:.0f} img/s, {result['step_ms']:.1f} ms/step",
+              flush=True)
+        if args.results or not args.tiny:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"device": kw["device"], "partial": taken}, indent=1))
+    piece = gpu_piece(workers=args.workers, oe_aux_ratio=args.oe_aux_ratio, on_result=on_result, **kw)
     cmd = "python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv)
     data = payload([piece], kw["device"], cmd.strip())
     print(format_table([piece], data))

@@ -173,3 +173,21 @@ def test_make_bench_runs_the_benchmarks_with_its_arguments(tmp_path):
                           "BENCH_ARGS=--only step --tiny"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert re.search(r"-m benchmarks --only step --tiny\s*$", out.stdout, re.M), out.stdout
+
+
+def test_a_failed_gpu_measurement_is_left_out_and_the_rest_is_reported(monkeypatch):
+    """benchmarks.gpu: each figure reaches on_result as measured; one that fails (out of
+    memory) is named and left out, the others are kept."""
+    from benchmarks import gpu
+    real = gpu.measure
+
+    def flaky(cfg, *a, **k):
+        if cfg.method == "oe":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(cfg, *a, **k)
+    monkeypatch.setattr(gpu, "measure", flaky)
+    seen = []
+    piece = gpu.gpu_piece(**gpu.tiny_kwargs(), on_result=lambda name, r: seen.append(name))
+    names = [f.name for f in piece.figures]
+    assert seen and all(not n.startswith("OE ") for n in seen)
+    assert any(n.startswith("CE b4") for n in names) and not any(n.startswith("OE ") for n in names)
