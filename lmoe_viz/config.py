@@ -30,7 +30,7 @@ SELECTS = ("best-val", "last")
 MIX_CONTINUES = ("all", "mixed")
 ID_FORWARDS = ("shared", "separate")
 #: image decoding of the paper presets (data/finegrained.load_rgb)
-DECODES = ("pil", "draft", "tensor")
+DECODES = ("pil", "draft", "tensor", "cached")
 MIX_NOISES = ("none", "additive", "multiplicative", "both")
 #: auxiliary outliers of the embedded presets (data/outliers.py): photo crops, or photo
 #: textures in ID-matched shapes (no intensity shortcut); the paper presets use WebVision
@@ -117,9 +117,10 @@ class RunConfig:
     num_workers: Optional[int] = option(None, "loader workers (default: the preset's, capped by "
                                         "the CPUs)", trains=False)
     decode: str = option("pil", "paper presets: pil (MixOE's PIL pipeline), draft (JPEG decoded "
-                         "at 1/2-1/8 scale before the resize) or tensor (torchvision decode + "
-                         "transforms on uint8 tensors); the last two are faster with slightly "
-                         "different pixels", choices=DECODES)
+                         "at 1/2-1/8 scale before the resize), tensor (torchvision decode + "
+                         "transforms on uint8 tensors): faster, slightly different pixels; or "
+                         "cached (the ID images decoded and resized once into a memory-mapped "
+                         "cache, $LMOE_VIZ_CACHE: pil's pixels exactly)", choices=DECODES)
     compile: bool = option(False, "run the network through torch.compile", trains=False)
     channels_last: bool = option(False, "channels_last memory format on the CPU too (always on "
                                  "CUDA); faster small-network steps, float sums in another order",
@@ -273,6 +274,8 @@ class RunConfig:
         for f in dataclasses.fields(self):          # option(trains=False or "content")
             if f.metadata["trains"] is not True:
                 d.pop(f.name)
+        if d["decode"] == "cached":          # pil's pixels exactly (data/imagecache.py)
+            d["decode"] = "pil"
         d = named_identity(d, d["method"] in ID_ONLY)
         if d["batching"] == "joint" and d["id_forward"] == "separate":
             d["joint_id_forward"] = True     # the ID-only batch joined the joint forward (issue 8)

@@ -31,6 +31,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import UserError
+from .imagecache import ResizedImages
 from .splits import Splits, check_disjoint, holdout_split, id_label_map
 from .ssb import SSB, ssb_split
 from .webvision import PathTable, aux_root_of, list_outliers
@@ -63,14 +64,19 @@ def read_info(path) -> list[tuple[str, int]]:
 
 
 class ImageList(Dataset):
-    """Images from paths; items are ``(image, label, sample_id)``."""
+    """Images from paths; items are ``(image, label, sample_id)``. ``decode`` ``cached``
+    reads each image's resized pixels from ``cache`` (imagecache.ResizedImages) and applies
+    ``transform``, the pipeline after the resize; ``file_transform`` is the whole pipeline
+    for images decoded from their files (the protocols' other images)."""
 
     def __init__(self, paths, labels, ids, transform, skip_corrupt: bool = False,
-                 decode: str = "pil", draft_size: int | None = None):
+                 decode: str = "pil", draft_size: int | None = None, cache=None,
+                 file_transform=None):
         self.paths = paths if isinstance(paths, PathTable) else list(paths)
         self.labels, self.ids = list(labels), list(ids)
         self.transform, self.skip_corrupt = transform, skip_corrupt
-        self.decode, self.draft_size = decode, draft_size
+        self.decode, self.draft_size, self.cache = decode, draft_size, cache
+        self.file_transform = file_transform or transform
         self.skipped = 0
 
     def __len__(self) -> int:
@@ -78,6 +84,8 @@ class ImageList(Dataset):
 
     def __getitem__(self, i: int):
         from PIL import UnidentifiedImageError
+        if self.decode == "cached":
+            return self.transform(self.cache.image(self.paths[i])), self.labels[i], self.ids[i]
         for attempt in range(len(self.paths)):
             j = (i + attempt * 7919) % len(self.paths)
             try:
@@ -150,24 +158,25 @@ def resize_of(image_size: int) -> int:
     return int(round(image_size * 512 / 448))
 
 
-def transforms_for(image_size: int, train: bool, tensor: bool = False):
+def transforms_for(image_size: int, train: bool, tensor: bool = False, resized: bool = False):
     """MixOE's transforms (utils/dataset.py), for ID train/test images and outliers (train).
 
     Train: ``Resize((512, 512))`` (square, aspect ratio not kept), ``RandomCrop(448)``,
     ``RandomHorizontalFlip()``, ``ColorJitter(brightness=32/255, saturation=0.5)``,
     ``ToTensor()``, ImageNet normalisation. Test: ``Resize((512, 512))``,
     ``CenterCrop(448)``, ``ToTensor()``, normalisation. ``image_size`` other than 448
-    (dry runs, ``--image-size``) scales the resize by the same 512/448 ratio."""
+    (dry runs, ``--image-size``) scales the resize by the same 512/448 ratio. ``resized``:
+    the pipeline after the resize, for images already resized (``--decode cached``)."""
     if tensor:
         return _tensor_transforms(image_size, train)
     from torchvision import transforms as T
     resize = resize_of(image_size)
+    head = [] if resized else [T.Resize((resize, resize))]
     tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     if train:
-        return T.Compose([T.Resize((resize, resize)), T.RandomCrop(image_size),
-                          T.RandomHorizontalFlip(),
+        return T.Compose([*head, T.RandomCrop(image_size), T.RandomHorizontalFlip(),
                           T.ColorJitter(brightness=32 / 255, saturation=0.5), *tail])
-    return T.Compose([T.Resize((resize, resize)), T.CenterCrop(image_size), *tail])
+    return T.Compose([*head, T.CenterCrop(image_size), *tail])
 
 
 def _tensor_transforms(image_size: int, train: bool):
@@ -249,16 +258,26 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
     tensor = cfg.decode == "tensor"
     ttr, tte = transforms_for(s, True, tensor), transforms_for(s, False, tensor)
     dec = {"decode": cfg.decode, "draft_size": resize_of(s)}
+    aux_dec = dict(dec)
+    if cfg.decode == "cached":           # ID images resized once (imagecache.py), outliers not
+        cache = ResizedImages(tr[0] + va[0] + te_id[0] + te_ood[0], resize_of(s))
+        dec = {"decode": "cached", "cache": cache}
+        aux_dec = {"decode": "pil"}
+        id_tr, id_te = transforms_for(s, True, resized=True), transforms_for(s, False, resized=True)
+    else:
+        id_tr, id_te = ttr, tte
 
     def outliers():
         paths, aux_info = list_outliers(aux_root, cfg.aux_exclude)
         return ImageList(paths, [-1] * len(paths), range(len(paths)), ttr, skip_corrupt=True,
-                         **dec), aux_info
+                         **aux_dec), aux_info
     info = {"source": str(ds_dir), "faithful": cfg.faithful, "dropped_labels": dropped}
     return Splits(
-        id_train=ImageList(*tr, ttr, **dec), id_val=ImageList(*va, tte, **dec),
-        id_test=ImageList(*te_id, tte, **dec),
-        ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], tte, **dec),
+        id_train=ImageList(*tr, id_tr, file_transform=ttr, **dec),
+        id_val=ImageList(*va, id_te, file_transform=tte, **dec),
+        id_test=ImageList(*te_id, id_te, file_transform=tte, **dec),
+        ood_test=ImageList(te_ood[0], [-1] * len(te_ood[0]), te_ood[2], id_te, file_transform=tte,
+                           **dec),
         aux=LazyImageList(outliers, info),
         id_classes=id_cls.tolist(), ood_classes=ood_cls.tolist(),
         info=info, ood_test_classes=[test[k][1] + offset for k in te_ood[2]])

@@ -89,7 +89,7 @@ def paper_ood(splits, cfg):
     if len(aux) < n:
         raise UserError(f"protocol 'paper' draws {n} WebVision images but the filtered pool "
                         f"holds {len(aux)}; check --aux-root / --aux-exclude")
-    pool = ImageList(aux.paths, aux.labels, aux.ids, splits.id_test.transform, skip_corrupt=True)
+    pool = ImageList(aux.paths, aux.labels, aux.ids, splits.id_test.file_transform, skip_corrupt=True)
     return Subset(pool, seeded_sample(len(pool), n))
 
 
@@ -107,7 +107,7 @@ def coarse_ood(splits, cfg):
     paths = []
     for d in others:
         paths += [root / d / rel for rel, _ in read_info(root / d / "test.txt")]
-    pool = ImageList(paths, [-1] * len(paths), range(len(paths)), splits.id_test.transform)
+    pool = ImageList(paths, [-1] * len(paths), range(len(paths)), splits.id_test.file_transform)
     return Subset(pool, seeded_sample(len(pool), len(splits.id_test)))
 
 
@@ -157,7 +157,8 @@ def id_train_fit(splits, cfg):
         return TensorImages(ds.images, ds.labels, ds.ids, augment=None)
     if isinstance(ds, ImageList):
         return ImageList(ds.paths, ds.labels, ds.ids, splits.id_test.transform,
-                         decode=ds.decode, draft_size=ds.draft_size)
+                         decode=ds.decode, draft_size=ds.draft_size, cache=ds.cache,
+                         file_transform=splits.id_test.file_transform)
     raise UserError(f"preset {cfg.preset}: no un-augmented copy of its training images")
 
 

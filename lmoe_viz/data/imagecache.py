@@ -1,0 +1,166 @@
+"""``--decode cached``: the ID images of a paper preset decoded and resized once, exactly as
+MixOE's pipeline does, and reused by every epoch, method, alpha and seed.
+
+MixOE's transforms start with a deterministic square ``Resize((512, 512))`` of the decoded
+RGB image (finegrained.transforms_for). Its output, a 512 x 512 x 3 uint8 image, is stored
+for every ID image (train, val, test) in one memory-mapped array; a dataset item reads its
+row and applies the rest of the pipeline (random crop, flip, colour jitter; or the centre
+crop) to the same pixels, so ``cached`` is bit-identical to ``pil`` and stays out of the
+run's name. WebVision outliers (millions of images) keep their decode path.
+
+The cache lives in ``<cache home>/resized/`` (io.cache_home: ``$LMOE_VIZ_CACHE``), keyed
+by the images' relative paths (the info files' content), each file's size and
+modification time, the resize and the torchvision and Pillow versions. It is built in
+parallel into a ``.partial`` file, renamed when complete, and only then described by its
+``.json``: an interrupted or unreadable build is never trusted (it is rebuilt). A folder
+that cannot be written, or a disk without room for it, is refused in one line before
+anything trains.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import PIL
+import torchvision
+from PIL import Image
+from torchvision import transforms as T
+
+from ..errors import UserError
+from ..io import atomic_write_text, cache_home, dict_hash
+
+#: images per task of the parallel build
+CHUNK = 64
+
+
+def cache_key(paths, resize: int) -> str:
+    """The content a cache stands for: every image's path, size and modification time, the
+    resize, and the libraries that decode and resize."""
+    ident = [(str(p), *_stat(p)) for p in paths]
+    return dict_hash({"images": dict_hash(ident), "n": len(ident), "resize": resize,
+                      "pipeline": "PIL open, convert('RGB'), torchvision Resize((r, r))",
+                      "torchvision": torchvision.__version__, "pillow": PIL.__version__})
+
+
+def _stat(p) -> tuple:
+    try:
+        st = Path(p).stat()
+    except OSError:
+        raise UserError(f"image {p} is missing or unreadable; restore it or rebuild the info "
+                        "files (lmoe-viz data build-info)") from None
+    return st.st_size, st.st_mtime_ns
+
+
+def _resized(path, resize: int) -> np.ndarray:
+    """MixOE's first two steps: decode to RGB, then the square resize (torchvision on PIL)."""
+    from .finegrained import load_rgb      # here: finegrained imports this module
+    return np.asarray(T.Resize((resize, resize))(load_rgb(path)), dtype=np.uint8)
+
+
+def _fill(args) -> int:
+    """Write rows ``lo..hi`` of the cache file (a worker's share of the build)."""
+    path, shape, paths, lo, resize = args
+    arr = np.memmap(path, dtype=np.uint8, mode="r+", shape=shape)
+    for i, p in enumerate(paths):
+        arr[lo + i] = _resized(p, resize)
+    arr.flush()
+    del arr
+    return len(paths)
+
+
+class ResizedImages:
+    """The resized ID images of one preset, memory-mapped (module doc)."""
+
+    def __init__(self, paths, resize: int, workers: int | None = None, progress: bool = True):
+        self.paths, self.resize = [Path(p) for p in paths], resize
+        self.key = cache_key(self.paths, resize)
+        self.shape = (len(self.paths), resize, resize, 3)
+        self.index = {p: i for i, p in enumerate(self.paths)}
+        root = cache_home()
+        if root is None:
+            raise UserError("--decode cached needs a cache folder and LMOE_VIZ_CACHE is off; set "
+                            "LMOE_VIZ_CACHE to a writable folder or use --decode pil")
+        self.folder = Path(root) / "resized"
+        self.file = self.folder / f"{self.key}.u8"
+        self.meta = self.folder / f"{self.key}.json"
+        if not self._complete():
+            self._build(workers or min(os.cpu_count() or 1, 8), progress)
+        self._arr = None
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape))
+
+    def _complete(self) -> bool:
+        try:
+            meta = json.loads(self.meta.read_text())
+            return meta.get("shape") == list(self.shape) and self.file.stat().st_size == self.nbytes
+        except (OSError, ValueError):
+            return False
+
+    def _build(self, workers: int, progress: bool) -> None:
+        self._check_room()
+        partial = self.file.with_suffix(".partial")
+        print(f"--decode cached: resizing {len(self.paths):,} ID images to {self.resize} px once, "
+              f"{self.nbytes / 2**30:.2f} GiB in {self.folder}", flush=True)
+        try:
+            with open(partial, "wb") as f:
+                f.truncate(self.nbytes)
+            tasks = [(str(partial), self.shape, self.paths[i:i + CHUNK], i, self.resize)
+                     for i in range(0, len(self.paths), CHUNK)]
+            bar = _bar(progress, len(self.paths))
+            if workers <= 1 or len(tasks) <= 1:
+                done = map(_fill, tasks)
+                for n in done:
+                    bar.update(n) if bar else None
+            else:
+                with ProcessPoolExecutor(workers) as pool:
+                    for n in pool.map(_fill, tasks):
+                        bar.update(n) if bar else None
+            if bar:
+                bar.close()
+            os.replace(partial, self.file)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise UserError(f"could not build the image cache in {self.folder} ({exc.strerror or exc}); "
+                            f"it needs {self.nbytes / 2**30:.2f} GiB: free space there or set "
+                            "LMOE_VIZ_CACHE to another folder, or use --decode pil") from None
+        atomic_write_text(self.meta, json.dumps({"shape": list(self.shape), "resize": self.resize,
+                                                 "images": len(self.paths)}) + "\n")
+
+    def _check_room(self) -> None:
+        need = self.nbytes
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            probe = self.folder / f".probe-{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError:
+            raise UserError(f"--decode cached: cache folder {self.folder} is not writable; it needs "
+                            f"{need / 2**30:.2f} GiB: set LMOE_VIZ_CACHE to a writable folder or use "
+                            "--decode pil") from None
+        free = shutil.disk_usage(self.folder).free
+        if free < need:
+            raise UserError(f"--decode cached: {self.folder} has {free / 2**30:.2f} GiB free, the cache "
+                            f"needs {need / 2**30:.2f} GiB: free space, set LMOE_VIZ_CACHE to a "
+                            "larger disk, or use --decode pil")
+
+    def image(self, path):
+        """The resized image of ``path`` as a PIL image (the rest of the pipeline follows)."""
+        if self._arr is None:           # opened lazily: each loader worker maps it itself
+            self._arr = np.memmap(self.file, dtype=np.uint8, mode="r", shape=self.shape)
+        return Image.fromarray(np.asarray(self._arr[self.index[Path(path)]]))
+
+    def __getstate__(self):             # loader workers get the description, not the map
+        return {**self.__dict__, "_arr": None}
+
+
+def _bar(enabled: bool, total: int):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc="resizing", unit="img", leave=False)

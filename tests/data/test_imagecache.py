@@ -1,0 +1,85 @@
+"""--decode cached (data/imagecache.py): MixOE's pixels exactly, built once, never trusted
+half-written, and refused in one line where it cannot be built."""
+import os
+
+import pytest
+import torch
+
+import fakes
+from lmoe_viz.config import RunConfig
+from lmoe_viz.data import build_splits
+from lmoe_viz.data.build_info import build_info
+from lmoe_viz.data.imagecache import ResizedImages
+from lmoe_viz.errors import UserError
+from lmoe_viz.io import dict_hash
+
+
+@pytest.fixture
+def tree(tmp_path):
+    fakes.aircraft(tmp_path)
+    build_info("aircraft", tmp_path)
+    fakes.webvision(tmp_path)
+    return tmp_path
+
+
+def _cfg(tree, decode, **kw):
+    return RunConfig(preset="aircraft", data_root=str(tree), image_size=32, decode=decode, **kw)
+
+
+def test_cached_items_equal_pil_items_bit_for_bit(tree):
+    pil, cached = (build_splits(_cfg(tree, d).resolved()) for d in ("pil", "cached"))
+    for part in ("id_train", "id_val", "id_test", "ood_test"):
+        a, b = getattr(pil, part), getattr(cached, part)
+        assert len(a) == len(b) and b.decode == "cached"
+        for i in (0, len(a) // 2, len(a) - 1):
+            torch.manual_seed(i)                 # the random crop, flip and jitter
+            xa, ya, ia = a[i]
+            torch.manual_seed(i)
+            xb, yb, ib = b[i]
+            assert torch.equal(xa, xb) and (ya, ia) == (yb, ib), (part, i)
+    assert cached.aux.decode == "pil"            # outliers keep their decode path
+    assert _cfg(tree, "cached").resolved().identity() == _cfg(tree, "pil").resolved().identity()
+
+
+def test_training_with_the_cache_is_bit_identical(tree, tmp_path):
+    from lmoe_viz.train import train
+    kw = dict(epochs=1, limit_batches=2, batch_size=4, num_workers=0, device="cpu", weights="none")
+    out = {}
+    for d in ("pil", "cached"):
+        train(_cfg(tree, d, **kw), tmp_path / d, progress=False)
+        out[d] = torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(out["pil"][k], out["cached"][k]) for k in out["pil"])
+
+
+def test_built_once_and_a_half_written_file_is_not_trusted(tree, monkeypatch, capsys):
+    splits = build_splits(_cfg(tree, "cached").resolved())
+    cache = splits.id_train.cache
+    assert cache.file.is_file() and cache.meta.is_file()
+    assert cache.file.stat().st_size == len(cache.paths) * 37 * 37 * 3
+    calls = []
+    monkeypatch.setattr(ResizedImages, "_build", lambda self, *a: calls.append(1))
+    build_splits(_cfg(tree, "cached").resolved())
+    assert calls == []                           # found, not rebuilt
+    cache.meta.unlink()                          # as if the build had stopped before its end
+    build_splits(_cfg(tree, "cached").resolved())
+    assert calls == [1]
+
+
+def test_an_unwritable_or_full_cache_folder_is_one_line(tree, tmp_path, monkeypatch):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "resized").write_text("a file where the folder would go")
+    monkeypatch.setenv("LMOE_VIZ_CACHE", str(ro))
+    with pytest.raises(UserError, match=r"cache folder .*resized is not writable; it needs .* GiB: set LMOE_VIZ_CACHE"):
+        build_splits(_cfg(tree, "cached").resolved())
+    monkeypatch.setenv("LMOE_VIZ_CACHE", str(tmp_path / "ok"))
+    import shutil
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0))
+    with pytest.raises(UserError, match=r"has 0.00 GiB free, the cache needs .* LMOE_VIZ_CACHE"):
+        build_splits(_cfg(tree, "cached").resolved())
+    assert not list((tmp_path / "ok" / "resized").glob("*.u8"))      # nothing half-written
+
+
+def test_cached_is_refused_for_the_embedded_presets():
+    with pytest.raises(UserError, match="--decode cached applies to the paper presets"):
+        RunConfig(preset="digits", decode="cached").resolved()
