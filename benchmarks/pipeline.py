@@ -32,6 +32,9 @@ SIZES = {"nabirds": (1024, 768), "aircraft": (1024, 700), "butterfly200": (800, 
 LARGE = {"large": (2048, 1536)}
 #: images/s the GPU must be fed: CE (ID only), Logit MixOE w/ L_LC (ID + as many outliers)
 GPU_NEEDS = {"CE 1,200 img/s": 1200, "Logit MixOE w/ L_LC 430+430 img/s": 860}
+#: images of each release (every split), what --decode cached stores at 512 x 512 x 3 bytes
+RELEASE_IMAGES = {"nabirds": 48_562, "aircraft": 10_000, "butterfly200": 25_279,
+                  "stanford-cars": 16_185, "cub": 11_788}
 
 
 def write_jpegs(folder, width: int, height: int, count: int, banner: int = 0,
@@ -70,9 +73,41 @@ def loaders(image_size: int, with_tensor: bool = True) -> dict:
     return out
 
 
-def measure_rates(paths: list, image_size: int, rounds: int, with_tensor: bool = True) -> dict:
-    """Median images/s of one process (one torch thread) per (decode, split)."""
+def cached_loaders(paths: list, image_size: int, cache_dir) -> tuple[dict, float]:
+    """``{("cached", split): fn(path)}`` reading a ``--decode cached`` cache of ``paths``
+    built in ``cache_dir`` (one process), and the build's images/s."""
+    import os
+    import time as _time
+
+    from lmoe_viz.data.finegrained import resize_of, transforms_for
+    from lmoe_viz.data.imagecache import ResizedImages
+    old = os.environ.get("LMOE_VIZ_CACHE")
+    os.environ["LMOE_VIZ_CACHE"] = str(cache_dir)
+    try:
+        t0 = _time.perf_counter()
+        cache = ResizedImages(paths, resize_of(image_size), workers=1, progress=False)
+        build = len(paths) / (_time.perf_counter() - t0)
+    finally:
+        if old is None:
+            os.environ.pop("LMOE_VIZ_CACHE")
+        else:
+            os.environ["LMOE_VIZ_CACHE"] = old
+    out = {}
+    for split in ("train", "test"):
+        tf = transforms_for(image_size, split == "train", resized=True)
+        out[("cached", split)] = (lambda p, t=tf: t(cache.image(p)))
+    return out, build
+
+
+def measure_rates(paths: list, image_size: int, rounds: int, with_tensor: bool = True,
+                  cache_dir=None) -> dict:
+    """Median images/s of one process (one torch thread) per (decode, split); with
+    ``cache_dir``, ``cached`` too (and ``cached/build``, the cache's build rate)."""
     fns = loaders(image_size, with_tensor)
+    build = None
+    if cache_dir is not None:
+        extra, build = cached_loaders(paths, image_size, cache_dir)
+        fns.update(extra)
     runs = {f"{d}/{s}": (lambda f=f: [f(p) for p in paths]) for (d, s), f in fns.items()}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)              # what a DataLoader worker gets
@@ -81,8 +116,11 @@ def measure_rates(paths: list, image_size: int, rounds: int, with_tensor: bool =
     finally:
         torch.set_num_threads(threads)
     med = medians(times)
-    return {k: {"images_per_s": len(paths) / med[k], "iqr_over_median": spread(times[k])}
-            for k in med}
+    out = {k: {"images_per_s": len(paths) / med[k], "iqr_over_median": spread(times[k])}
+           for k in med}
+    if build is not None:
+        out["cached/build"] = {"images_per_s": build, "iqr_over_median": None}
+    return out
 
 
 def pipeline_piece(image_size: int = 448, count: int = 16, rounds: int = 3,
@@ -99,12 +137,13 @@ def pipeline_piece(image_size: int = 448, count: int = 16, rounds: int = 3,
             paths = write_jpegs(folder, w, h, count, banner=banner)
             files[name] = {"width": w, "height": h, "banner_px": banner, "count": count,
                            "mean_kb": float(np.mean([p.stat().st_size for p in paths]) / 1024)}
-            rates[name] = measure_rates(paths, image_size, rounds, with_tensor)
+            cache = Path(tmp) / f"{name}-cache"
+            rates[name] = measure_rates(paths, image_size, rounds, with_tensor, cache_dir=cache)
     figures = []
     for name in {**sizes, **large}:
         figures += _size_figures(name, files[name], rates[name], with_tensor,
                                  _basis(image_size, count, rounds))
-    decodes = ["pil", "draft"] + (["tensor"] if with_tensor else [])
+    decodes = ["pil", "draft"] + (["tensor"] if with_tensor else []) + ["cached"]
     slowest = {d: min(sizes, key=lambda n: rates[n][f"{d}/train"]["images_per_s"])
                for d in decodes}
     for need_name, need in GPU_NEEDS.items():
@@ -114,7 +153,16 @@ def pipeline_piece(image_size: int = 448, count: int = 16, rounds: int = 3,
                 f"workers for {need_name} ({d})", math.ceil(need / rate), "workers",
                 "images/s needed / one worker's train images/s at the slowest of the "
                 "datasets' sizes, rounded up"))
-    settings = {"image_size": image_size, "resize": int(round(image_size * 512 / 448)),
+    resize = int(round(image_size * 512 / 448))
+    for dataset, n in RELEASE_IMAGES.items():
+        figures.append(Figure(f"{dataset} cache size", n * resize * resize * 3 / 2**30, "GiB",
+                              f"--decode cached: {n:,} release images x {resize} x {resize} x 3 bytes"))
+    build = min(rates[n]["cached/build"]["images_per_s"] for n in sizes)
+    for dataset, n in RELEASE_IMAGES.items():
+        figures.append(Figure(f"{dataset} cache build", n / build / 60, "min/worker",
+                              f"{n:,} images at one worker's build rate ({build:.0f} img/s, the "
+                              "slowest of the datasets' sizes); the build runs in parallel"))
+    settings = {"image_size": image_size, "resize": resize,
                 "count": count, "rounds": rounds, "files": files, "torch_threads": 1,
                 "jpeg_quality": 90}
     notes = ["draft mode decodes at 1/2, 1/4 or 1/8 scale only while both sides stay >= "
@@ -137,6 +185,14 @@ def _size_figures(name: str, f: dict, r: dict, with_tensor: bool, basis: str) ->
         out.append(Figure(f"{tag} {split} draft / pil", draft / pil, "x",
                           "draft's images/s over pil's: same files, same transform",
                           noise=worst(n_pil, n_draft)))
+        c = r[f"cached/{split}"]
+        out.append(Figure(f"{tag} {split} cached", c["images_per_s"], "img/s/worker",
+                          basis.replace("load_rgb(path, 'pil') + ", "the cache's 512 px row + the rest of "),
+                          noise=c["iqr_over_median"]))
+        out.append(Figure(f"{tag} {split} cached / pil", c["images_per_s"] / pil, "x",
+                          "--decode cached (the resized image read from the cache, then crop, "
+                          "flip and jitter) over pil's images/s: the same pixels",
+                          noise=worst(n_pil, c["iqr_over_median"])))
         if with_tensor:
             t = r[f"tensor/{split}"]
             out.append(Figure(f"{tag} {split} tensor / pil", t["images_per_s"] / pil, "x",
