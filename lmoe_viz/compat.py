@@ -7,7 +7,7 @@
   were named by before later options existed: the BatchNorm regime keeps its old key
   ``batching``; the empty ``extra`` dict every old identity held stays; an option at its
   default that did not exist then (``decode`` pil, ``outliers`` crops, or unused by an
-  ID-only method; ``lc_mode`` fixed) adds nothing. So every run on disk, a study in
+  ID-only method; ``lc_mode`` fixed; ``augment`` host) adds nothing. So every run on disk, a study in
   progress and every logit cache keep their names (tests/test_identity.py pins them).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from .errors import UserError
 
 #: options added after runs existed, at the value that adds nothing to an old name
-SILENT_DEFAULTS = {"decode": "pil", "outliers": "crops", "lc_mode": "fixed"}
+SILENT_DEFAULTS = {"decode": "pil", "outliers": "crops", "lc_mode": "fixed", "augment": "host"}
 
 
 def upgrade_config(d: dict) -> dict:

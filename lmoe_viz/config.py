@@ -31,6 +31,7 @@ MIX_CONTINUES = ("all", "mixed")
 ID_FORWARDS = ("shared", "separate")
 #: image decoding of the paper presets (data/finegrained.load_rgb)
 DECODES = ("pil", "draft", "tensor", "cached")
+AUGMENTS = ("host", "device")
 MIX_NOISES = ("none", "additive", "multiplicative", "both")
 #: auxiliary outliers of the embedded presets (data/outliers.py): photo crops, or photo
 #: textures in ID-matched shapes (no intensity shortcut); the paper presets use WebVision
@@ -121,6 +122,10 @@ class RunConfig:
                          "transforms on uint8 tensors): faster, slightly different pixels; or "
                          "cached (the ID images decoded and resized once into a memory-mapped "
                          "cache, $LMOE_VIZ_CACHE: pil's pixels exactly)", choices=DECODES)
+    augment: str = option("host", "paper presets: host (the loader's PIL crop, flip and jitter, "
+                          "MixOE's) or device (the same parameters from the same seeds, applied "
+                          "in batches on the training device; rounds differently, so it names "
+                          "the run; data/deviceaug.py)", choices=AUGMENTS)
     compile: bool = option(False, "run the network through torch.compile", trains=False)
     channels_last: bool = option(False, "channels_last memory format on the CPU too (always on "
                                  "CUDA); faster small-network steps, float sums in another order",
@@ -235,6 +240,10 @@ class RunConfig:
         if out.outliers != "crops" and preset.arch == "resnet50":
             raise UserError(f"--outliers {out.outliers} applies to the embedded presets; "
                             f"{preset.name} trains on WebVision outliers: leave --outliers out")
+        if out.augment != "host" and (preset.arch != "resnet50" or out.decode == "tensor"):
+            raise UserError(f"--augment {out.augment} applies to the paper presets' PIL and cached "
+                            f"decodes, not {preset.name} with --decode {out.decode}: leave --augment out "
+                            "or use --decode pil / cached")
         if out.aux_root is not None and preset.arch != "resnet50":
             raise UserError(f"--aux-root {out.aux_root} applies to the paper presets (WebVision "
                             f"outliers); {preset.name} ships its own: leave --aux-root out")

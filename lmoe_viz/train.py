@@ -46,6 +46,8 @@ import torch.distributed as dist
 
 from .config import RUNTIME_FIELDS, RunConfig
 from .data import build_splits, get_preset
+from .data.deviceaug import augment_batch
+from .data.finegrained import IMAGENET_MEAN, IMAGENET_STD
 from .data.webvision import listing_digest
 from .errors import TrainingError, UserError
 from .extract import predict_all
@@ -202,7 +204,8 @@ def _setup(cfg, out_dir, device, ddp, rank, world, identity, run_hash) -> Run:
             "arch": spec, "id_classes": splits.id_classes, "ood_classes": splits.ood_classes,
             "init_sha256": identity["init_sha256"], "weights": weights,
             "runtime": {"world_size": world, "device": device.type}}
-    image_hw = tuple(splits.id_train[0][0].shape[-2:])   # before any epoch reseeds the RNGs
+    first = splits.id_train[0][0]                          # before any epoch reseeds the RNGs
+    image_hw = (int(first["size"]),) * 2 if isinstance(first, dict) else tuple(first.shape[-2:])
     return Run(cfg, out_dir, device, rank, world, ddp, splits, model, net, opt, sched,
                id_loader, aux_loader, steps, image_hw, run_hash, base)
 
@@ -377,7 +380,14 @@ def _channels_last(cfg, device) -> bool:
 
 
 def _to(x, device, channels_last: bool):
-    x = x.to(device, non_blocking=True)
+    """A batch on ``device``; a ``--augment device`` batch (uint8 images and their
+    parameters, data/deviceaug.py) is augmented there."""
+    if isinstance(x, dict):
+        x = augment_batch(x["img"].to(device, non_blocking=True),
+                          x["params"].to(device, non_blocking=True), int(x["size"][0]),
+                          IMAGENET_MEAN, IMAGENET_STD)
+    else:
+        x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 

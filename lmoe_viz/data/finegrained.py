@@ -29,8 +29,10 @@ from pathlib import Path
 
 import numpy as np
 from torch.utils.data import Dataset
+from torchvision import transforms as T
 
 from ..errors import UserError
+from .deviceaug import DevicePrep
 from .imagecache import ResizedImages
 from .splits import Splits, check_disjoint, holdout_split, id_label_map
 from .ssb import SSB, ssb_split
@@ -169,7 +171,6 @@ def transforms_for(image_size: int, train: bool, tensor: bool = False, resized: 
     the pipeline after the resize, for images already resized (``--decode cached``)."""
     if tensor:
         return _tensor_transforms(image_size, train)
-    from torchvision import transforms as T
     resize = resize_of(image_size)
     head = [] if resized else [T.Resize((resize, resize))]
     tail = [T.ToTensor(), T.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
@@ -267,9 +268,14 @@ def build_paper_splits(name: str, cfg, num_id: int, num_ood: int):
     else:
         id_tr, id_te = ttr, tte
 
+    aux_tr = ttr
+    if cfg.augment == "device":          # crop, flip, jitter on the device (deviceaug.py)
+        full = DevicePrep(s, T.Resize((resize_of(s), resize_of(s))))
+        id_tr, aux_tr = (DevicePrep(s) if cfg.decode == "cached" else full), full
+
     def outliers():
         paths, aux_info = list_outliers(aux_root, cfg.aux_exclude)
-        return ImageList(paths, [-1] * len(paths), range(len(paths)), ttr, skip_corrupt=True,
+        return ImageList(paths, [-1] * len(paths), range(len(paths)), aux_tr, skip_corrupt=True,
                          **aux_dec), aux_info
     info = {"source": str(ds_dir), "faithful": cfg.faithful, "dropped_labels": dropped}
     return Splits(

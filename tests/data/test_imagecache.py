@@ -1,6 +1,5 @@
 """--decode cached (data/imagecache.py): MixOE's pixels exactly, built once, never trusted
 half-written, and refused in one line where it cannot be built."""
-import os
 
 import pytest
 import torch
@@ -11,7 +10,6 @@ from lmoe_viz.data import build_splits
 from lmoe_viz.data.build_info import build_info
 from lmoe_viz.data.imagecache import ResizedImages
 from lmoe_viz.errors import UserError
-from lmoe_viz.io import dict_hash
 
 
 @pytest.fixture
