@@ -57,19 +57,24 @@ def nabirds(root: Path, num_classes: int = 257, train_per_class: int = 3, test_p
     ds.mkdir(parents=True)
     class_ids = [295 + 2 * c for c in range(num_classes)]          # sparse, as NABirds'
     rng = np.random.RandomState(1)
-    images, labels, split = [], [], []
+    rows = []
     for cid in class_ids:
         for k in range(train_per_class + test_per_class):
             u = uuid.UUID(int=int(rng.randint(0, 2**62)) << 64 | int(rng.randint(0, 2**62)))
             rel = f"{cid:04d}/{u.hex}.jpg"
             put_jpeg(ds / "images" / rel, cid)
-            images.append(f"{u} {rel}\n")
-            labels.append(f"{u} {cid}\n")
-            split.append(f"{u} {1 if k < train_per_class else 0}\n")
-    (ds / "images.txt").write_text("".join(images))
-    (ds / "image_class_labels.txt").write_text("".join(labels))
-    (ds / "train_test_split.txt").write_text("".join(split))
+            rows.append((u, rel, cid, k < train_per_class))
+    _caltech_ucsd_files(ds, rows)
     return ds
+
+
+def _caltech_ucsd_files(folder: Path, rows) -> None:
+    """The metadata of the CUB-200 family (CUB-200-2011, and NABirds after it):
+    ``images.txt`` (``<id> <path>``), ``image_class_labels.txt`` (``<id> <class>``),
+    ``train_test_split.txt`` (``<id> 1|0``), from rows (id, path, class, is_train)."""
+    for name, field in (("images.txt", 1), ("image_class_labels.txt", 2)):
+        (folder / name).write_text("".join(f"{r[0]} {r[field]}\n" for r in rows))
+    (folder / "train_test_split.txt").write_text("".join(f"{r[0]} {int(r[3])}\n" for r in rows))
 
 
 # ---------------------------------------------------------------- FGVC-Aircraft 2013b
@@ -104,20 +109,15 @@ def cub(root: Path, num_classes: int = 200, train_per_class: int = 4, test_per_c
     names = [f"{c:03d}.{'Black_footed_Albatross' if c == 1 else f'Bird_{c}_Sparrow'}"
              for c in range(1, num_classes + 1)]
     (base / "classes.txt").write_text("".join(f"{c} {n}\n" for c, n in enumerate(names, 1)))
-    images, labels, split = [], [], []
-    i = 0
+    rows, i = [], 0
     for c, name in enumerate(names, 1):
         species = name.split(".", 1)[1]
         for k in range(train_per_class + test_per_class):
             i += 1
             rel = f"{name}/{species}_{i:04d}_{796000 + i}.jpg"
             put_jpeg(base / "images" / rel, c)
-            images.append(f"{i} {rel}\n")
-            labels.append(f"{i} {c}\n")
-            split.append(f"{i} {0 if k % (train_per_class + test_per_class) == 1 else 1}\n")
-    (base / "images.txt").write_text("".join(images))
-    (base / "image_class_labels.txt").write_text("".join(labels))
-    (base / "train_test_split.txt").write_text("".join(split))
+            rows.append((i, rel, c, k != 1))          # the second image of a class: test
+    _caltech_ucsd_files(base, rows)
     return base
 
 
