@@ -18,7 +18,8 @@ pytorch-ood's outlier scores are larger for OOD; here every detector's score is 
 so that, as for scores.py, higher = more in-distribution and every metric convention
 applies unchanged. ``detector_scores`` computes the scores of extracted parts (cached
 beside the logits, extract.py, under a key of the checkpoint, the detector, its
-hyper-parameters and the fitting data; the fitted statistics are cached with them).
+hyper-parameters and the fitting data); the fitted statistics of Mahalanobis, RMD and ViM
+are cached there too (``cached_fit``), KNN and KL-matching refit from the cached features.
 """
 from __future__ import annotations
 
@@ -52,6 +53,7 @@ class Detector:
     fit: bool                      # fitted on the ID training part
     params: dict = field(default_factory=dict)   # hyper-parameters (enter the cache key)
     reference: str = ""
+    state: tuple = ()              # the fitted attributes cached (tensors and numbers)
 
 
 def _vim_d(ctx) -> int:
@@ -67,13 +69,17 @@ DETECTORS = {d.name: d for d in (
     Detector("klmatching", "KL-matching", lambda c: pood.KLMatching(None), "logits", True,
              reference="Hendrycks et al., 2022; pytorch-ood KLMatching"),
     Detector("mahalanobis", "Mahalanobis", lambda c: pood.Mahalanobis(None), "features", True,
-             reference="Lee et al., 2018; pytorch-ood Mahalanobis (no input preprocessing)"),
+             reference="Lee et al., 2018; pytorch-ood Mahalanobis (no input preprocessing)",
+             state=("mu", "cov", "precision")),
     Detector("rmd", "RMD", lambda c: pood.RMD(None), "features", True,
-             reference="Ren et al., 2021; pytorch-ood RMD"),
+             reference="Ren et al., 2021; pytorch-ood RMD",
+             state=("mu", "cov", "precision", "background_mu", "background_cov",
+                    "background_precision")),
     Detector("knn", "KNN", lambda c: pood.KNN(None, k=c["params"]["k"]), "features", True,
              {"k": 50}, reference="Sun et al., 2022; pytorch-ood KNN (normalised features)"),
     Detector("vim", "ViM", lambda c: pood.ViM(None, d=_vim_d(c), w=c["w"], b=c["b"]), "head",
-             True, {"d": None}, reference="Wang et al., 2022; pytorch-ood ViM"),
+             True, {"d": None}, reference="Wang et al., 2022; pytorch-ood ViM",
+             state=("principal_subspace", "alpha", "d")),
     Detector("react", "ReAct", lambda c: pood.ReAct(c["backbone"], c["head"], percentile=c["params"]["percentile"]), "activations",
              True, {"percentile": 0.9}, reference="Sun et al., 2021; pytorch-ood ReAct (energy)"),
     Detector("ash", "ASH-S", lambda c: pood.ASH(c["backbone"], c["head"], variant=c["params"]["variant"],
@@ -132,6 +138,29 @@ def fitted(name: str, fit_part: dict | None, model=None, w=None, b=None, fit_dat
     else:
         det.to(device)
         det.fit(_xy_loader(fit_dataset, FIT_LIMIT))
+    return det
+
+
+def cached_fit(path: Path, name: str, fit):
+    """The detector ``fit()`` returns, its fitted state (``Detector.state``) cached in
+    ``path`` (tensors and numbers, read back with ``weights_only``) for detectors that
+    declare one; the others (KNN's index, KL-matching's table) are refitted from the
+    cached features, which costs about as much as reading them."""
+    spec = DETECTORS[name]
+    if spec.state and path.is_file():
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            det = spec.build(_ctx(spec, **state.pop("_ctx")))
+            for k, v in state.items():
+                setattr(det, k, v)
+            return det
+        except Exception:  # noqa: BLE001 - a truncated or foreign file: fitted again below
+            pass
+    det = fit()
+    if spec.state:
+        ctx = {"w": getattr(det, "w", None), "b": getattr(det, "b", None)}
+        atomic_save(path, lambda buf: torch.save(
+            {"_ctx": ctx, **{k: getattr(det, k) for k in spec.state}}, buf))
     return det
 
 

@@ -84,8 +84,10 @@ def detector_scores(checkpoint, loaded: dict, name: str, res: dict, parts, cache
 
         def det():                         # fitted once, and only when a part is missing
             if not made:
-                made.append(D.fitted(name, res.get(FIT_PART), w=state["fc.weight"].float(),
-                                     b=state["fc.bias"].float()))
+                made.append(D.cached_fit(
+                    cache_dir / "detectors" / key / "fitted.pt", name,
+                    lambda: D.fitted(name, res.get(FIT_PART), w=state["fc.weight"].float(),
+                                     b=state["fc.bias"].float())))
             return made[0]
         return {p: D.cached_scores(cache_dir, key, p, lambda p=p: D.score_arrays(det(), name, res[p]))
                 for p in parts}

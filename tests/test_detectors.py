@@ -106,3 +106,21 @@ def test_detector_bad_inputs_are_one_line(tmp_path, digits_pretrained, capsys):
     with pytest.raises(UserError, match="fc_weight and fc_bias"):
         D.check_arrays("vim", {"id": {"logits": np.zeros((2, 3)), "features": np.zeros((2, 4))}},
                        False, "x.npz")
+
+
+@pytest.mark.parametrize("name", [n for n, d in D.DETECTORS.items() if d.state])
+def test_a_fitted_detectors_state_is_cached_and_gives_the_same_scores(name, tmp_path):
+    idp, oodp, w, b = _clusters(seed=3)
+    path = tmp_path / "fitted.pt"
+    first = D.cached_fit(path, name, lambda: D.fitted(name, idp, w=w, b=b))
+    assert path.is_file()
+
+    def refit():
+        raise AssertionError("fitted again although its state is cached")
+    again = D.cached_fit(path, name, refit)
+    for part in (idp, oodp):
+        assert np.array_equal(D.score_arrays(first, name, part), D.score_arrays(again, name, part))
+    path.write_bytes(b"truncated")                            # unreadable: fitted again
+    calls = []
+    D.cached_fit(path, name, lambda: calls.append(1) or D.fitted(name, idp, w=w, b=b))
+    assert calls == [1]
