@@ -20,7 +20,9 @@ each measurement is printed and written to ``<machine>-gpu.partial.json`` as it 
 and a failed one (out of memory, a compile error) is named and left out, so a run stopped
 at a time limit keeps its figures. Device order for a lent machine's 8 minutes: ``pytest
 -m gpu tests/test_gpu.py`` (about a minute), then ``python -m benchmarks.gpu --no-compile
---no-max-batch`` (eager, a few minutes), then without ``--no-compile`` if time is left.
+--no-max-batch`` (eager, a few minutes), then ``python -m benchmarks.feed --device cuda``
+(each --decode / --augment option's loader against the training step), then without
+``--no-compile`` if time is left.
 ``--tiny`` runs the same code on the CPU at a toy size (small ResNet, 32 px, batch 4,
 2 steps, no compile, no batch search): the tests run it so that the code cannot rot.
 """

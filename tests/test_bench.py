@@ -191,3 +191,16 @@ def test_a_failed_gpu_measurement_is_left_out_and_the_rest_is_reported(monkeypat
     names = [f.name for f in piece.figures]
     assert seen and all(not n.startswith("OE ") for n in seen)
     assert any(n.startswith("CE b4") for n in names) and not any(n.startswith("OE ") for n in names)
+
+
+@pytest.mark.slow
+def test_feed_benchmark_runs_every_option_at_a_toy_size():
+    """benchmarks.feed (the prepared GPU-feed run) on the CPU: a synthetic release in the
+    real layout, each --decode / --augment option's loader and training steps."""
+    from benchmarks.feed import OPTIONS, feed_piece
+    piece = feed_piece(device="cpu", image_size=32, classes=100, per_class=4, batch=4, steps=2,
+                       workers=0, tiny=True)
+    names = {f.name for f in piece.figures}
+    for decode, augment in OPTIONS:
+        assert {f"{decode}/{augment} loader", f"{decode}/{augment} supply / demand"} <= names
+        assert piece.details[f"{decode}/{augment}"]["train_img_s"] > 0
