@@ -12,6 +12,7 @@ for every split here (SSB's code numbers them in list order; no metric depends o
 """
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 from pathlib import Path
@@ -54,4 +55,9 @@ def ssb_split(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 def split_value(text: str):
     """``--split``: an integer seed of a hold-out split, or ``ssb``."""
-    return SSB if str(text).lower() == SSB else int(text)
+    if str(text).lower() == SSB:
+        return SSB
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes an integer seed or ssb, not {text!r}") from None
