@@ -146,7 +146,8 @@ def test_reproduce_with_another_parameter_matrix(tmp_path):
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir() if (p / "metrics.json").is_file())
     assert runs == ["mixoe_a3_s1_bn-id-stats", "oe_s1_bn-id-stats", "pretrained"]
     table = (tmp_path / "tables" / "table1.md").read_text()
-    rows = [line for line in table.splitlines()[2:] if line.startswith("|")]
+    rows = [line for line in table.splitlines() if line.startswith("|")][2:]   # after header, rule
+    assert table.startswith("Protocol `holdout`, score `msp`, metric convention `ours`")
     assert len(rows) == 3 and "Logit MixOE" not in table and "L_LC" not in table
     assert all(r.split("|")[1].strip() in ("", "3") for r in rows)     # alpha column
     nb02 = nbformat.read(tmp_path / "notebooks" / "02_logit_norm_histograms.ipynb", as_version=4)
