@@ -32,7 +32,7 @@ from lmoe_viz.data.build_info import build_info
 from lmoe_viz.train import train
 
 from .pipeline import write_jpegs
-from .report import Figure, Piece, cpu_cores, format_table, payload, write_results
+from .report import Figure, Piece, cpu_cores, publish
 
 #: (decode, augment) of each measured option
 OPTIONS = (("pil", "host"), ("tensor", "host"), ("cached", "host"), ("cached", "device"))
@@ -146,11 +146,8 @@ def main(argv=None) -> int:
     kw = dict(device="cpu", image_size=32, classes=100, per_class=4, batch=4, steps=2, workers=0,
               tiny=True) if args.tiny else dict(device=args.device, steps=args.steps, workers=args.workers)
     piece = feed_piece(**kw)
-    data = payload([piece], kw["device"], "python -m benchmarks.feed " + " ".join(argv or sys.argv[1:]))
-    print(format_table([piece], data))
-    if args.results or not args.tiny:
-        out = {"results_dir": args.results} if args.results else {}
-        print(f"wrote {write_results(data, name=data['machine'] + '-feed', **out)}")
+    cmd = "python -m benchmarks.feed " + " ".join(sys.argv[1:] if argv is None else argv)
+    publish([piece], kw["device"], cmd, args.results or not args.tiny, args.results, "-feed")
     return 0
 
 

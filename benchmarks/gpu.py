@@ -38,8 +38,7 @@ from pathlib import Path
 
 import torch
 
-from .report import (RESULTS_DIR, Figure, Piece, cpu_cores, format_table, machine_slug, payload,
-                     write_results)
+from .report import RESULTS_DIR, Figure, Piece, cpu_cores, machine_slug, publish
 from .step import METHODS, cuda_sync, ideal_passes, label, make_step, run_config
 
 TARGETS = {"CE": 1200.0, "Logit MixOE w/ L_LC": 430.0}
@@ -286,11 +285,7 @@ def main(argv=None) -> int:
             partial.write_text(json.dumps({"device": kw["device"], "partial": taken}, indent=1))
     piece = gpu_piece(workers=args.workers, oe_aux_ratio=args.oe_aux_ratio, on_result=on_result, **kw)
     cmd = "python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv)
-    data = payload([piece], kw["device"], cmd.strip())
-    print(format_table([piece], data))
-    if args.results or not args.tiny:
-        kwargs = {"results_dir": args.results} if args.results else {}
-        print(f"\nwrote {write_results(data, name=data['machine'] + '-gpu', **kwargs)}")
+    publish([piece], kw["device"], cmd, args.results or not args.tiny, args.results, "-gpu")
     return 0
 
 

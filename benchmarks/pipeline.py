@@ -77,22 +77,13 @@ def loaders(image_size: int, with_tensor: bool = True) -> dict:
 def cached_loaders(paths: list, image_size: int, cache_dir) -> tuple[dict, float]:
     """``{("cached", split): fn(path)}`` reading a ``--decode cached`` cache of ``paths``
     built in ``cache_dir`` (one process), and the build's images/s."""
-    import os
     import time as _time
 
     from lmoe_viz.data.finegrained import resize_of, transforms_for
     from lmoe_viz.data.imagecache import ResizedImages
-    old = os.environ.get("LMOE_VIZ_CACHE")
-    os.environ["LMOE_VIZ_CACHE"] = str(cache_dir)
-    try:
-        t0 = _time.perf_counter()
-        cache = ResizedImages(paths, resize_of(image_size), workers=1, progress=False)
-        build = len(paths) / (_time.perf_counter() - t0)
-    finally:
-        if old is None:
-            os.environ.pop("LMOE_VIZ_CACHE")
-        else:
-            os.environ["LMOE_VIZ_CACHE"] = old
+    t0 = _time.perf_counter()
+    cache = ResizedImages(paths, resize_of(image_size), workers=1, progress=False, root=cache_dir)
+    build = len(paths) / (_time.perf_counter() - t0)
     out = {}
     for split in ("train", "test"):
         tf = transforms_for(image_size, split == "train", resized=True)

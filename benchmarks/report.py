@@ -89,6 +89,19 @@ def payload(pieces: list, device: str, command: str) -> dict:
             "notes": {p.name: p.notes for p in pieces if p.notes}}
 
 
+def publish(pieces: list, device: str, command: str, write: bool, results_dir=None,
+            suffix: str = "") -> dict:
+    """Print the pieces' table and, when ``write``, the results file
+    ``<machine><suffix>.json`` (in ``results_dir``, default RESULTS_DIR): the end of a
+    stand-alone benchmark (benchmarks.gpu, benchmarks.feed)."""
+    data = payload(pieces, device, command.strip())
+    print(format_table(pieces, data))
+    if write:
+        kwargs = {"results_dir": results_dir} if results_dir else {}
+        print(f"\nwrote {write_results(data, name=data['machine'] + suffix, **kwargs)}")
+    return data
+
+
 def write_results(data: dict, results_dir=RESULTS_DIR, name: str | None = None,
                   table: str | None = None) -> Path:
     """Write ``data`` to ``<results_dir>/<name or machine>.json`` and, given the printed

@@ -75,12 +75,13 @@ def _fill(args) -> int:
 class ResizedImages:
     """The resized ID images of one preset, memory-mapped (module doc)."""
 
-    def __init__(self, paths, resize: int, workers: int | None = None, progress: bool = True):
+    def __init__(self, paths, resize: int, workers: int | None = None, progress: bool = True,
+                 root=None):
         self.paths, self.resize = [Path(p) for p in paths], resize
         self.key = cache_key(self.paths, resize)
         self.shape = (len(self.paths), resize, resize, 3)
         self.index = {p: i for i, p in enumerate(self.paths)}
-        root = cache_home()
+        root = cache_home() if root is None else root     # root: a cache home of its own
         if root is None:
             raise UserError("--decode cached needs a cache folder and LMOE_VIZ_CACHE is off; set "
                             "LMOE_VIZ_CACHE to a writable folder or use --decode pil")
