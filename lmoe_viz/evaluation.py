@@ -26,7 +26,7 @@ from .scores import SCORES, score as score_of
 #: the part post-hoc detectors are fitted on (data/protocols.id_train_fit)
 FIT_PART = "id_train_fit"
 
-__all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint"]
+__all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint", "checkpoint_scores"]
 
 
 def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp",
@@ -39,23 +39,9 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
     (batchnorm.recalibrate, a diagnostic). ``loaded``: the checkpoint already loaded
     (models.load_checkpoint), so it is not read twice."""
     id_part, ood_part = protocol_parts(protocol)
-    spec = None if score in SCORES else D.detector_spec(score)
-    if spec is not None and recalibrate_bn and spec.needs not in D.FROM_ARRAYS:
-        raise UserError(f"--recalibrate-bn applies to logit scores and feature detectors, not to "
-                        f"{score} (it runs the network itself): leave one out")
-    fit = (FIT_PART,) if spec is not None and spec.fit and spec.needs in D.FROM_ARRAYS else ()
     loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
-    res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part) + fit,
-                        data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
-                        recalibrate_bn=recalibrate_bn, loaded=loaded)
-    if spec is None:
-        scores = (score_of(score, res[id_part]["logits"]), score_of(score, res[ood_part]["logits"]))
-    else:
-        cache = Path(cache_dir) if cache_dir else Path(checkpoint).parent / "logits"
-        got = detector_scores(checkpoint, loaded, score, res, (id_part, ood_part), cache,
-                              data_root=data_root, aux_root=aux_root, device=device,
-                              recalibrate_bn=recalibrate_bn)
-        scores = (got[id_part], got[ood_part])
+    res, meta, scores = _protocol_scores(checkpoint, loaded, protocol, score, data_root, device,
+                                         cache_dir, aux_root, recalibrate_bn)
     row = {"checkpoint": str(Path(checkpoint)), "protocol": protocol,
            "recalibrate_bn": bool(recalibrate_bn),
            "weights": meta.get("weights"), "config": meta.get("config"),
@@ -64,6 +50,39 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
         idt = res[id_part]
         row["oscr"] = oscr(scores[0], idt["logits"].argmax(1) == idt["labels"], scores[1])
     return row
+
+
+def checkpoint_scores(checkpoint, score: str = "msp", protocol: str = "holdout", data_root=None,
+                      device="cpu", cache_dir=None, aux_root=None, recalibrate_bn: bool = False,
+                      loaded: dict | None = None) -> tuple:
+    """(ID scores, OOD scores) of one score or detector on the protocol's test images (higher
+    = more ID), the arrays ``evaluate_checkpoint`` computes its metrics from, for figures and
+    explorers (widgets.model_score_picker); cached as there."""
+    loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
+    return _protocol_scores(checkpoint, loaded, protocol, score, data_root, device, cache_dir,
+                            aux_root, recalibrate_bn)[2]
+
+
+def _protocol_scores(checkpoint, loaded, protocol, score, data_root, device, cache_dir, aux_root,
+                     recalibrate_bn) -> tuple:
+    """(extracted parts, their meta, (ID scores, OOD scores)) of one checkpoint."""
+    id_part, ood_part = protocol_parts(protocol)
+    spec = None if score in SCORES else D.detector_spec(score)
+    if spec is not None and recalibrate_bn and spec.needs not in D.FROM_ARRAYS:
+        raise UserError(f"--recalibrate-bn applies to logit scores and feature detectors, not to "
+                        f"{score} (it runs the network itself): leave one out")
+    fit = (FIT_PART,) if spec is not None and spec.fit and spec.needs in D.FROM_ARRAYS else ()
+    res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part) + fit,
+                        data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
+                        recalibrate_bn=recalibrate_bn, loaded=loaded)
+    if spec is None:
+        return res, meta, (score_of(score, res[id_part]["logits"]),
+                           score_of(score, res[ood_part]["logits"]))
+    cache = Path(cache_dir) if cache_dir else Path(checkpoint).parent / "logits"
+    got = detector_scores(checkpoint, loaded, score, res, (id_part, ood_part), cache,
+                          data_root=data_root, aux_root=aux_root, device=device,
+                          recalibrate_bn=recalibrate_bn)
+    return res, meta, (got[id_part], got[ood_part])
 
 
 def detector_scores(checkpoint, loaded: dict, name: str, res: dict, parts, cache_dir: Path,

@@ -15,10 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .config import RunConfig
+from .detectors import detector_spec
 from .errors import UserError
+from .evaluation import checkpoint_scores
 from .extract import extract
-from .logitsfile import load_logits_file
+from .logitsfile import file_scores, load_logits_file
 from .methods import MIXING, PRETRAINING, method_spec, model_label
+from .scores import SCORES
 from .tables import results_table
 from .train import train
 
@@ -188,6 +191,31 @@ def figure_logits(runs: dict, device: str = "cpu", files: dict | None = None) ->
             raise UserError(f"logits_files label {label!r} is a model of the grid; name it otherwise")
         f = load_logits_file(path)
         out[label] = (f["id"]["logits"], f["ood"]["logits"])
+    return out
+
+
+def figure_scores(runs: dict, names, device: str = "cpu", files: dict | None = None,
+                  data_root=None) -> dict:
+    """{label: {detector: (ID test scores, OOD test scores)}} of the post-hoc detectors among
+    ``names`` (logit scores are left to the explorer, which computes them from the logits)
+    for the models of ``figure_logits``, on the holdout protocol, for the explorers
+    (widgets.model_score_picker). Checkpoints give every detector
+    (evaluation.checkpoint_scores, cached beside the logits); a logits file gives those its
+    arrays feed, and for the others the one-line reason instead of the arrays."""
+    for name in names:
+        if name not in SCORES:
+            detector_spec(name)            # an unknown name: one line, before any work
+    names = [n for n in names if n not in SCORES]
+    out = {label: {n: checkpoint_scores(Path(run) / "checkpoint.pt", n, data_root=data_root,
+                                        device=device) for n in names}
+           for label, run in runs.items()}
+    for label, path in (files or {}).items():
+        data, out[label] = load_logits_file(path), {}
+        for n in names:
+            try:
+                out[label][n] = file_scores(data, n, str(path))
+            except UserError as exc:
+                out[label][n] = str(exc)
     return out
 
 

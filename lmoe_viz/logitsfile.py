@@ -33,7 +33,7 @@ import torch
 from . import detectors as D
 from .errors import UserError
 from .metrics import metrics_row
-from .scores import SCORES
+from .scores import SCORES, score as score_of
 
 REQUIRED = ("id_logits", "id_labels", "ood_logits")
 OPTIONAL = ("id_features", "ood_features", "train_logits", "train_features", "train_labels",
@@ -119,20 +119,27 @@ def _check_shapes(path: Path, a: dict) -> None:
 def evaluate_logits_file(path, score: str = "msp", convention: str = "ours") -> dict:
     """The metrics row of a logits file (module doc) under a score or detector."""
     data = load_logits_file(path)
-    idt, ood = data["id"], data["ood"]
-    scores = None
-    if score not in SCORES:
-        spec = D.detector_spec(score)
-        D.check_arrays(score, {"id": idt, "ood": ood}, "head" in data, str(path))
-        if spec.fit and "train" not in data:
-            raise UserError(f"detector {score} is fitted on ID training data: add train_labels and "
-                            f"train_{'logits' if spec.needs == 'logits' else 'features'} to {path}")
-        if spec.fit and ("logits" if spec.needs == "logits" else "features") not in data["train"]:
-            raise UserError(f"detector {score} needs train_{'logits' if spec.needs == 'logits' else 'features'} "
-                            f"in {path}")
-        w, b = (np.asarray(v, np.float32) for v in data["head"]) if "head" in data else (None, None)
-        det = D.fitted(score, data.get("train"), w=None if w is None else torch.as_tensor(w),
-                       b=None if b is None else torch.as_tensor(b))
-        scores = (D.score_arrays(det, score, idt), D.score_arrays(det, score, ood))
+    scores = file_scores(data, score, str(path))
     return {"logits_file": str(Path(path)), "protocol": "file",
-            **metrics_row(idt, ood, score, convention, scores)}
+            **metrics_row(data["id"], data["ood"], score, convention, scores)}
+
+
+def file_scores(data: dict, score: str, source: str) -> tuple:
+    """(ID scores, OOD scores) of a loaded logits file (``load_logits_file``) under a score
+    or a detector whose input the file holds (higher = more ID); ``source`` names the file
+    in the one-line errors of a detector it cannot feed."""
+    idt, ood = data["id"], data["ood"]
+    if score in SCORES:
+        return score_of(score, idt["logits"]), score_of(score, ood["logits"])
+    spec = D.detector_spec(score)
+    D.check_arrays(score, {"id": idt, "ood": ood}, "head" in data, source)
+    needed = f"train_{'logits' if spec.needs == 'logits' else 'features'}"
+    if spec.fit and "train" not in data:
+        raise UserError(f"detector {score} is fitted on ID training data: add train_labels and "
+                        f"{needed} to {source}")
+    if spec.fit and needed.removeprefix("train_") not in data["train"]:
+        raise UserError(f"detector {score} needs {needed} in {source}")
+    w, b = (torch.as_tensor(np.asarray(v, np.float32)) for v in data["head"]) \
+        if "head" in data else (None, None)
+    det = D.fitted(score, data.get("train"), w=w, b=b)
+    return D.score_arrays(det, score, idt), D.score_arrays(det, score, ood)

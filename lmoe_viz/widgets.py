@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.special import softmax
 
 from . import plots
+from .detectors import DETECTORS
+from .errors import UserError
 from .losses import logit_mix
 from .scores import SCORES, score
 
@@ -108,26 +111,49 @@ def mix_explorer(resp: dict, lam: float | None = None):
     return _explorer(lambda fig, v: draw_mix(fig, resp, v), {"lambda": slider})
 
 
-def draw_model_view(fig, logits: dict, model: str, score_name: str, lim: float | None = None):
-    """Histogram of the chosen score (ID vs OOD) and the PCA of the logits for one model,
-    on the common PCA scale ``lim`` of all models (Fig. 4's) when given."""
+def score_label(name: str) -> str:
+    """The axis label of a logit score (scores.py) or a post-hoc detector (detectors.py)."""
+    return SCORES[name].label if name in SCORES else DETECTORS[name].label
+
+
+def draw_model_view(fig, logits: dict, model: str, score_name: str, lim: float | None = None,
+                    scores: dict | None = None):
+    """Histogram of the chosen score or detector (ID vs OOD) and the PCA of the logits for
+    one model, on the common PCA scale ``lim`` of all models (Fig. 4's) when given.
+    ``scores``: ``{model: {name: (ID, OOD) scores}}`` of the detectors (grid.figure_scores);
+    an entry that is a string says why the model has no such scores, and is shown."""
     a, b = logits[model]
     ax1, ax2 = fig.subplots(1, 2)
-    sa, sb = score(score_name, a), score(score_name, b)
-    lo, hi = float(min(sa.min(), sb.min())), float(max(sa.max(), sb.max()))
-    plots.norm_histogram(sa, sb, ax=ax1, label=model, value_range=(lo, hi + 1e-9), title=model)
-    ax1.set_xlabel(f"score: {SCORES[score_name].label}")
+    got = (score(score_name, a), score(score_name, b)) if score_name in SCORES \
+        else (scores or {}).get(model, {}).get(score_name, f"no {score_name} scores for {model}")
+    if isinstance(got, str):
+        ax1.text(0.5, 0.5, textwrap.fill(got, 40), ha="center", va="center", fontsize=7,
+                 transform=ax1.transAxes)
+        ax1.set_axis_off()
+    else:
+        sa, sb = (np.asarray(v, dtype=np.float64) for v in got)
+        lo, hi = float(min(sa.min(), sb.min())), float(max(sa.max(), sb.max()))
+        plots.norm_histogram(sa, sb, ax=ax1, label=model, value_range=(lo, hi + 1e-9), title=model)
+        ax1.set_xlabel(f"score: {score_label(score_name)}")
     pa, pb, _ = plots.pca_project(a, b)
     plots.logit_pca(pa, pb, ax=ax2, label=model, lim=lim)
     fig.tight_layout()
 
 
-def model_score_picker(logits: dict, model: str | None = None, score_name: str = "l2norm"):
+def model_score_picker(logits: dict, model: str | None = None, score_name: str = "l2norm",
+                       scores: dict | None = None):
     """Pick a model and a score; shows the score histogram and the logit PCA, the latter on
-    one scale for every model (plots.pca_limit), so shrinking logits stay visible."""
+    one scale for every model (plots.pca_limit), so shrinking logits stay visible. The menu
+    holds the logit scores of scores.py and the detectors of ``scores``
+    (grid.figure_scores: ``{model: {detector: (ID, OOD) scores}}``)."""
     import ipywidgets as w
     model = model or next(iter(logits))
     lim = plots.pca_limit(logits)
+    extra = [n for per in (scores or {}).values() for n in per if n not in SCORES]
+    options = list(SCORES) + list(dict.fromkeys(extra))
+    if score_name not in options:
+        raise UserError(f"score {score_name!r} is not in the picker; choose one of "
+                        f"{', '.join(options)} (detectors: pass scores=grid.figure_scores(...))")
     controls = {"model": w.Dropdown(options=list(logits), value=model, description="model"),
-                "score": w.Dropdown(options=list(SCORES), value=score_name, description="score")}
-    return _explorer(lambda fig, m, s: draw_model_view(fig, logits, m, s, lim), controls)
+                "score": w.Dropdown(options=options, value=score_name, description="score")}
+    return _explorer(lambda fig, m, s: draw_model_view(fig, logits, m, s, lim, scores), controls)

@@ -91,3 +91,22 @@ def test_the_figures_take_a_files_logits_beside_the_grids(exported):
     assert len([a for a in fig.axes if a.has_data()]) == 2
     with pytest.raises(UserError, match="is a model of the grid"):
         figure_logits({"Pretrained": ck.parent}, files={"Pretrained": npz})
+
+
+def test_figure_scores_give_the_evaluated_scores_and_a_reason_for_a_file_that_cannot(exported, tmp_path):
+    """Notebooks 02 and 03 (parameter detectors): the picker's detector scores of a run
+    are the arrays evaluate computes its metrics from; a file without features says why."""
+    from lmoe_viz.errors import UserError
+    from lmoe_viz.grid import figure_scores
+    from lmoe_viz.metrics import metrics_by_convention
+    ck, npz, arrays = exported
+    np.savez(tmp_path / "logits_only.npz", **{k: arrays[k] for k in ("id_logits", "id_labels", "ood_logits")})
+    got = figure_scores({"Pretrained": ck.parent}, ["msp", "mahalanobis"],
+                        files={"mine": npz, "bare": tmp_path / "logits_only.npz"})
+    assert set(got["Pretrained"]) == {"mahalanobis"}          # msp: from the logits
+    ref = evaluate_checkpoint(ck, score="mahalanobis")
+    assert metrics_by_convention(*got["Pretrained"]["mahalanobis"])["auroc"] == pytest.approx(ref["auroc"], abs=1e-12)
+    assert metrics_by_convention(*got["mine"]["mahalanobis"])["auroc"] == pytest.approx(ref["auroc"], abs=1e-9)
+    assert "has none" in got["bare"]["mahalanobis"]
+    with pytest.raises(UserError, match="unknown score or detector 'mahalanobys'"):
+        figure_scores({"Pretrained": ck.parent}, ["mahalanobys"])

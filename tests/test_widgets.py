@@ -98,3 +98,28 @@ def test_model_picker_keeps_one_pca_scale_for_every_model():
         fig = plt.figure()
         widgets.draw_model_view(fig, logits, name, "msp", lim)
         assert fig.axes[1].get_xlim() == (-lim, lim)     # the PCA axes, not rescaled per model
+
+
+def test_model_picker_lists_the_detectors_it_is_given_and_says_why_one_is_missing():
+    """grid.figure_scores' mapping: a detector's arrays are drawn as given (not recomputed
+    from the logits), and a model without them shows the reason instead of a histogram."""
+    rng = np.random.RandomState(0)
+    logits = {"net": (rng.randn(40, 3), rng.randn(20, 3)), "file": (rng.randn(40, 3), rng.randn(20, 3))}
+    knn = (np.full(40, 5.0), np.full(20, -5.0))
+    scores = {"net": {"knn": knn}, "file": {"knn": "detector knn needs penultimate features"}}
+    box = widgets.model_score_picker(logits, score_name="knn", scores=scores)
+    model, score = box.children[0].children
+    assert list(score.options)[-1] == "knn" and "msp" in score.options
+    fig = plt.figure()
+    widgets.draw_model_view(fig, logits, "net", "knn", scores=scores)
+    lo, hi = fig.axes[0].get_xlim()
+    assert lo <= -5.0 and hi >= 5.0 and fig.axes[0].get_xlabel() == "score: KNN"
+    fig = plt.figure()
+    widgets.draw_model_view(fig, logits, "file", "knn", scores=scores)
+    assert "needs penultimate features" in fig.axes[0].texts[0].get_text().replace("\n", " ")
+    model.value = "file"
+    assert box.figures == 2
+    import pytest
+    from lmoe_viz.errors import UserError
+    with pytest.raises(UserError, match="not in the picker"):
+        widgets.model_score_picker(logits, score_name="knn")
