@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 PRESET ?= digits
 OUT ?= out/$(PRESET)
 
-.PHONY: install test test-fast reproduce fashion-data clean notebooks bench test-browser browser-deps
+.PHONY: install test test-fast reproduce docs fashion-data clean notebooks bench test-browser browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ browser-deps:
 reproduce: $(STAMP)
 	$(VENV)/bin/lmoe-viz reproduce --preset $(PRESET) --out $(OUT)
 
+# The documentation site -> docs/_build/html (offline; warnings are errors). It renders the
+# notebooks `make reproduce` executed into $(OUT), executing first what is out of date.
+docs: $(STAMP)
+	$(PY) docs/build.py --preset $(PRESET) --out $(OUT)
+
 # Speed and cost as ratios measured in one run -> benchmarks/results/<machine>.json
 # (~15 min on 2 shared cores, mostly two `lmoe-viz reproduce` runs; BENCH_ARGS=--skip-reproduce leaves them out)
 bench: $(STAMP)
@@ -44,7 +49,7 @@ fashion-data:
 	apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist
 
 clean:
-	rm -rf $(VENV) out notebooks/executed
+	rm -rf $(VENV) out notebooks/executed docs/_build docs/notebooks/executed docs/api/generated
 
 # Maintainers: re-execute the notebooks with their defaults and strip all outputs but
 # the cells nbval checks (# NBVAL_CHECK_OUTPUT).

@@ -105,8 +105,8 @@ def publish(pieces: list, device: str, command: str, write: bool, results_dir=No
 def write_results(data: dict, results_dir=RESULTS_DIR, name: str | None = None,
                   table: str | None = None) -> Path:
     """Write ``data`` to ``<results_dir>/<name or machine>.json`` and, given the printed
-    ``table``, the same table as ``.md`` (a code block; the README quotes it through
-    results/update_readme.py). Temp file + rename each."""
+    ``table``, the same table as ``.md`` (a code block; the documentation's benchmarks page,
+    docs/guide/benchmarks.md, includes it). Temp file + rename each."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{name or data['machine']}.json"

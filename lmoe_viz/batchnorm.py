@@ -6,20 +6,20 @@ them with momentum m (0.1). Which samples share a forward, and which forwards mo
 running statistics, is the regime. It changes what a model does at test time, so a
 comparison between methods is fair only under one regime, named in every row.
 
-==========  ===========================================  =====================================
-``--bn``    batch statistics during training             running statistics (evaluation)
-==========  ===========================================  =====================================
-separate    one forward per batch (ID, mixed, outliers),  updated by every forward: momentum
-            each normalised by its own statistics        acts 2-3 times a step, on outlier
-            (MixOE's code; default of MixOE)             and mixed batches as much as on ID
-joint       one forward of all inputs of the step        updated once a step from all rows
-            concatenated (ID, outliers, mixed): shared   (ID, outliers and mixed inputs
-            statistics (LogitMix's code; default of      together)
+==========  ==============================================  =====================================
+``--bn``    batch statistics during training                running statistics (evaluation)
+==========  ==============================================  =====================================
+separate    one forward per batch (ID, mixed, outliers),    updated by every forward: momentum
+            each normalised by its own statistics           acts 2-3 times a step, on outlier
+            (MixOE's code; default of MixOE)                and mixed batches as much as on ID
+joint       one forward of all inputs of the step           updated once a step from all rows
+            concatenated (ID, outliers, mixed): shared      (ID, outliers and mixed inputs
+            statistics (LogitMix's code; default of         together)
             OE, Energy-OE and Logit MixOE)
-id-stats    one forward per batch, as separate: the ID   updated by the ID forward alone; the
-            batch is normalised by its own statistics,   other forwards leave them as they
-            as it will be at evaluation                  are: evaluation uses ID statistics
-==========  ===========================================  =====================================
+id-stats    one forward per batch, as separate: the ID      updated by the ID forward alone; the
+            batch is normalised by its own statistics,      other forwards leave them as they
+            as it will be at evaluation                     are: evaluation uses ID statistics
+==========  ==============================================  =====================================
 
 The defaults are the reference codes' (faithful reproduction); ``id-stats`` is the regime
 the Fashion-MNIST study uses for every row (study.py). It keeps every method's

@@ -29,6 +29,9 @@ VERDICT_COLORS = {"supported": _PAL[2], "refuted": _PAL[3], "no meaningful effec
 
 
 def variant_color(method: str, variant: str):
+    """RGB colour of one (method, L_LC variant) line: the model colour (plots.model_color) of
+    MixOE / Logit MixOE without or w/ L_LC, darkened (x 0.75, 0.55, 0.35) for the adaptive
+    variants outlier-share, stop-id and norm; KeyError for a method not in METHOD_NAMES."""
     base = model_color(METHOD_NAMES[method] + ("" if variant == "no-lc" else " w/ L_LC"))
     shade = {"lc-outlier-share": 0.75, "lc-stop-id": 0.55, "lc-norm": 0.35}.get(variant)
     return base if shade is None else tuple(shade * c for c in base)
@@ -85,6 +88,8 @@ def primary_effects(verdicts: pd.DataFrame, ax=None):
 
 
 def primary_figure(verdicts: pd.DataFrame, title: str = ""):
+    """primary_effects as a figure sized to the number of primary hypotheses, under ``title``
+    (default: the pre-registered primary tests); returns the Figure."""
     fig, ax = plt.subplots(figsize=(6.2, 0.55 * (verdicts["primary"].astype(bool).sum()) + 1.2),
                            constrained_layout=True)
     primary_effects(verdicts, ax=ax)
@@ -185,6 +190,8 @@ def control_effects(verdicts: pd.DataFrame, ax=None, score: str = "msp"):
 
 
 def control_figure(verdicts: pd.DataFrame, score: str = "msp"):
+    """control_effects of ``score`` (MSP by default) as a figure, the OOD-set legend outside on
+    the right; returns the Figure."""
     fig, ax = plt.subplots(figsize=(6.0, 3.0), constrained_layout=True)
     control_effects(verdicts, ax=ax, score=score)
     ax.legend(frameon=False, fontsize="x-small", title="OOD set", title_fontsize="x-small",

@@ -444,6 +444,8 @@ def primary_markdown(table: pd.DataFrame) -> str:
 
 
 def verdict_markdown(table: pd.DataFrame, preset: str = "") -> str:
+    """The text of claims.md: a paragraph stating the test, the p-values, Holm and the equivalence
+    rule (module doc), naming ``preset`` when given, then the primary_markdown table."""
     head = (f"Pre-registered primary family{' (' + preset + ')' if preset else ''}: "
             "`lmoe_viz/claims.py`. Effects are means of unit differences (a unit = a "
             "pretrained model and a fine-tuning seed), tested over the pretrained models' "

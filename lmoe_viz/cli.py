@@ -77,6 +77,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    """The ``lmoe-viz`` parser: subcommands pretrain, finetune, evaluate and data (their options
+    from RunConfig's fields, _add_options), then reproduce, sweep and study (their add_parser)."""
     parser = argparse.ArgumentParser("lmoe-viz", add_help=add_help,
                                      description="Logit MixOE: train, evaluate, analyse logits.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +138,9 @@ def config_from_args(args) -> RunConfig:
 
 
 def cmd_train(args) -> int:
+    """``pretrain`` / ``finetune``: train the RunConfig of the options into ``--out`` (train.train)
+    and print its accuracy, AUROC, FPR95 and epoch as JSON (rank 0: other DDP ranks get no
+    metrics); returns 0."""
     cfg = config_from_args(args)
     out = train(cfg, args.out, overwrite=args.overwrite, progress=not args.no_progress,
                 allow_resume_change=args.allow_resume_change)
@@ -145,6 +150,11 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    """``evaluate``: the metrics of ``--checkpoint`` under ``--protocol``, ``--score`` and
+    ``--metric-convention`` (or of a ``--logits`` file), written as JSON (by default beside the
+    checkpoint or file) and printed; returns 0. UserError for an unknown score or detector,
+    for both or neither of --checkpoint and --logits, and for an option the checkpoint
+    contradicts."""
     if args.score not in SCORES:
         detector_spec(args.score)          # one line naming both lists when it is neither
     if (args.checkpoint is None) == (args.logits is None):
@@ -185,6 +195,8 @@ def _evaluate_file(args) -> int:
 
 
 def cmd_data(args) -> int:
+    """``data``: ``check`` (datacmd.check), ``build-info`` or ``import-mixoe`` (needs
+    ``--info-dir``), returning the action's exit status; UserError for any other action."""
     if args.action == "build-info":
         return build_info_cmd(args.preset, args.data_root)
     if args.action == "import-mixoe":
@@ -202,6 +214,9 @@ COMMANDS = {"pretrain": cmd_train, "finetune": cmd_train, "evaluate": cmd_evalua
 
 
 def main(argv=None) -> int:
+    """Parse ``argv`` (default: sys.argv[1:]) and run its command; returns the exit status: the
+    command's, 2 after a UserError (one ``lmoe-viz: error:`` line on stderr), 130 on Ctrl-C.
+    argparse's own usage errors raise SystemExit."""
     parser = get_args_parser()
     args = parser.parse_args(argv)
     try:

@@ -13,6 +13,9 @@ from .errors import UserError
 
 
 def check(preset: str, data_root=None, split: int = 0, faithful: bool = True) -> int:
+    """``lmoe-viz data check``: print the preset, build its splits and print their sizes and
+    sources (Splits.describe) and classes; for the ResNet-50 presets check that every listed
+    image exists and list WebVision. Returns 0; UserError (one line, the fix) for missing data."""
     p = get_preset(preset)
     print(f"preset {p.name}: {p.description}")
     print(f"  classes: {p.num_id} ID / {p.num_ood} OOD, {p.image_size} px, {p.channels} channel(s), "

@@ -93,6 +93,7 @@ DETECTORS = {d.name: d for d in (
 
 
 def detector_spec(name: str) -> Detector:
+    """The DETECTORS entry of ``name``; UserError naming every score and detector when none."""
     if name not in DETECTORS:
         raise UserError(f"unknown score or detector {name!r}; choose one of "
                         f"{', '.join([*SCORES, *DETECTORS])}")

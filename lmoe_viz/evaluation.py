@@ -26,7 +26,8 @@ from .scores import SCORES, score as score_of
 #: the part post-hoc detectors are fitted on (data/protocols.id_train_fit)
 FIT_PART = "id_train_fit"
 
-__all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint", "checkpoint_scores"]
+__all__ = ["PROTOCOLS", "METRIC_CONVENTIONS", "evaluate_checkpoint", "checkpoint_scores",
+           "detector_scores"]
 
 
 def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp",

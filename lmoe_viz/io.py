@@ -79,16 +79,21 @@ def check_can_create(path: str | os.PathLike) -> None:
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (atomic_path)."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, UTF-8 encoded."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` to ``path`` atomically as JSON (indent 2, sorted keys, final newline); what
+    JSON cannot encode goes through ``.item()`` when it has one, else ``.tolist()``, paths as
+    strings, TypeError for anything else."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
@@ -110,6 +115,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """The JSON content of the file ``path`` (UTF-8)."""
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
 

@@ -88,6 +88,7 @@ def train_local(tasks: list, jobs: int):
 # ---- resources ------------------------------------------------------------------------
 
 def cuda_devices() -> int:
+    """The number of CUDA GPUs torch sees on this machine."""
     return torch.cuda.device_count()
 
 
@@ -125,6 +126,8 @@ def job_resources(kind: str, preset: str, gpus: int | None = None, timeout_min: 
 
 
 def parallel_of(kind: str, parallel: int | None) -> int:
+    """``--parallel``: the given value, else the executor's default (PARALLEL, 1 for any other);
+    UserError below 1."""
     parallel = PARALLEL.get(kind, 1) if parallel is None else parallel
     if parallel < 1:
         raise UserError(f"--parallel must be >= 1, got {parallel}")
@@ -183,6 +186,7 @@ def one_line(text: str) -> str:
 
 
 def job_paths(folder, job_id: str):
+    """submitit's JobPaths (logs, result pickle) of job ``job_id``, task 0, in ``folder``."""
     from submitit.core.utils import JobPaths
     return JobPaths(folder, job_id=str(job_id), task_id=0)
 

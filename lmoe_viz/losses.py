@@ -87,6 +87,7 @@ def logit_consistency(z_of_mixed_input, z_in, z_out, lam, mode: str = "fixed") -
 
     ``fixed``, eq. (15) with LogitMix's normalisation (eq. (7)):
         L = 1/(B K) sum_i || f(x~_i) - t_i ||^2   (squared error averaged over all elements).
+
     The adaptive variants (claim 5: suppress OOD logits without eroding the class
     structure of ID logits):
 

@@ -96,6 +96,8 @@ def _input_mix(cfg, xi, xo, lam, box):
 
 
 def baseline(model, cfg, k, x_in, y, x_out, lam, box):
+    """Eqs. (2)-(3): CE(f(x_in), y) alone, one forward of the ID batch (outliers, lambda and box
+    unused); the objective of the pretraining and of the CE fine-tune."""
     loss = _ce_id(_forward(model, model, [x_in], cfg)[0], y, k)
     return loss, {"ce_id": loss}
 

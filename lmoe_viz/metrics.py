@@ -1,7 +1,7 @@
 """Metrics, with the conventions stated once.
 
 * Scores: higher = more in-distribution (scores.py).
-* ID is the **positive** class for AUROC, FPR@TPR and AUPR-in (MixOE's and the paper's
+* ID is the **positive** class for AUROC, ``FPR@TPR`` and AUPR-in (MixOE's and the paper's
   convention); AUPR-out takes OOD as positive with the negated score.
 * Metric convention ``ours`` (default, DESIGN.md), on all samples:
   ``fpr_at_tpr(..., tpr=0.95)`` with ``"threshold"``: the threshold t is the largest score
@@ -11,6 +11,7 @@
   closest to 0.95, as scikit-learn-based OOD code does; it is *not* MixOE's rule.)
 * Metric convention ``mixoe``: MixOE's evaluation (utils/calculate_log.py from the
   Mahalanobis-detector code, called by eval/eval.py), :func:`mixoe_metrics`:
+
   - the curve removes the lowest remaining score one at a time, from (TPR 1, FPR 1) to
     (0, 0); on a tie between an ID and an OOD score the ID sample goes first, so ties
     count against ID;
@@ -24,6 +25,7 @@
   - each number is the mean of 10 runs on equal-size random subsamples: Python's
     ``random.seed(0)`` once per OOD set, then per run ``random.sample`` of
     min(n_ID, n_OOD) ID indices, then of as many OOD indices.
+
 * Metric convention ``openood``: OpenOOD v1.5's ``openood/evaluators/metrics.py``
   (commit a59cdac), :func:`openood_metrics`, on all samples. **OOD is the positive class**
   and the score is negated; the ROC curve is scikit-learn's ``roc_curve`` (its default
@@ -101,6 +103,9 @@ def accuracy(logits, labels) -> float:
 
 
 def ood_metrics(id_scores, ood_scores, convention: str = "threshold") -> dict:
+    """AUROC, FPR95, AUPR-in and AUPR-out on all samples, ID positive (convention ``ours``);
+    ``convention`` is fpr_at_tpr's FPR95 rule (``threshold`` or ``oe``), not a metric
+    convention. UserError for an empty set or an unknown rule."""
     return {"auroc": auroc(id_scores, ood_scores),
             "fpr95": fpr_at_tpr(id_scores, ood_scores, 0.95, convention),
             "aupr_in": aupr_in(id_scores, ood_scores),

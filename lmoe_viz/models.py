@@ -27,6 +27,8 @@ STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
 
 class BasicBlock(nn.Module):
+    """ResNet's basic block: two 3x3 convolutions with BatchNorm (the first with ``stride``) and
+    a shortcut (1x1 convolution and BatchNorm when the shape changes), ReLU after the sum."""
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
@@ -86,6 +88,8 @@ class StagedNet(nn.Module):
 
 
 class SmallResNet(StagedNet):
+    """The ``small`` network: a 3x3 stem, one BasicBlock per stage (widths 16, 32, 64, 128,
+    strides 1, 2, 2, 2), global average pool and ``fc``."""
     def __init__(self, num_classes: int, channels: int = 1, widths=(16, 32, 64, 128)):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(channels, widths[0], 3, 1, 1, bias=False),
@@ -98,6 +102,8 @@ class SmallResNet(StagedNet):
 
 
 class ResNet50(StagedNet):
+    """The ``resnet50`` network: torchvision's ResNet-50 (no weights loaded here) as named stages,
+    a new first convolution when ``channels`` is not 3, and an ``fc`` of ``num_classes``."""
     def __init__(self, num_classes: int, channels: int = 3):
         super().__init__()
         from torchvision.models import resnet50
@@ -114,6 +120,7 @@ ARCHS = {"small": SmallResNet, "resnet50": ResNet50}
 
 
 def build_model(arch: str, num_classes: int, channels: int) -> StagedNet:
+    """A freshly initialised network of ``arch`` (ARCHS); UserError for an unknown one."""
     if arch not in ARCHS:
         raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
     return ARCHS[arch](num_classes=num_classes, channels=channels)
@@ -160,12 +167,15 @@ def load_checkpoint(path, expect: dict | None = None) -> dict:
 
 
 def check_arch(ckpt: dict, expect: dict, path) -> None:
+    """UserError unless the checkpoint's ``arch`` spec (arch_spec) equals ``expect``."""
     if ckpt["arch"] != expect:
         raise UserError(f"checkpoint {path} is for {ckpt['arch']}, but this run needs {expect}; "
                         "pass a checkpoint of the same preset and split")
 
 
 def model_from_checkpoint(ckpt: dict) -> StagedNet:
+    """The network of a loaded checkpoint, built from its ``arch`` spec with its weights;
+    UserError when the weights do not fit that network."""
     spec = ckpt["arch"]
     model = build_model(spec["arch"], spec["num_classes"], spec["channels"])
     try:

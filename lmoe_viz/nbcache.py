@@ -39,6 +39,8 @@ def _tree_state(path: Path) -> list:
 
 
 def package_digest() -> str:
+    """sha256 of the lmoe_viz package's source: every .py and .json file under it, relative path
+    and content."""
     h = hashlib.sha256()
     for f in sorted(PACKAGE_DIR.rglob("*")):
         if f.is_file() and f.suffix in (".py", ".json"):

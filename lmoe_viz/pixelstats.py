@@ -49,6 +49,7 @@ def pixel_features(images) -> np.ndarray:
 
 
 def background_fraction(images) -> np.ndarray:
+    """Per image, the share of pixels <= BACKGROUND (5/255): the ``background`` detector's score."""
     x = np.asarray(images, dtype=np.float64).reshape(len(images), -1)
     return (x <= BACKGROUND).mean(1)
 

@@ -107,6 +107,9 @@ def power_analysis(results: pd.DataFrame, norms: pd.DataFrame, alphas, preset: s
 
 
 def power_markdown(df: pd.DataFrame) -> str:
+    """power_analysis's table as Markdown, one row per hypothesis and endpoint: the pilot's units
+    and spread (sd within ``not split`` when it could not be separated), the models and units
+    needed, the minimum and the design's n."""
     lines = ["| H | endpoint | pilot units (models) | sd between | sd within | margin | models "
              "needed | units needed | minimum | n |", "|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda v: "" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{v:.3g}"  # noqa: E731

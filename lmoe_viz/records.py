@@ -52,10 +52,12 @@ def make_record(name: str, config: dict, logits: dict, sets, checkpoint: Path,
 
 
 def record_path(name: str, records) -> Path:
+    """The record file of run ``name``: ``<records>/<name>.json``."""
     return Path(records) / f"{name}.json"
 
 
 def recorded(name: str, records) -> bool:
+    """Whether run ``name`` has a record file in ``records`` (False when ``records`` is None)."""
     return records is not None and record_path(name, records).is_file()
 
 

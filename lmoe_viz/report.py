@@ -28,6 +28,7 @@ FIGURE_TITLES = {
 
 
 def figure_title(stem: str) -> str:
+    """The title of figure ``stem``: FIGURE_TITLES, else the stem with spaces for underscores."""
     return FIGURE_TITLES.get(stem, stem.replace("_", " "))
 
 

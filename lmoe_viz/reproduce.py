@@ -94,16 +94,8 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
     per-run progress with its ETA) as they come, on stdout."""
     import papermill as pm
     out = Path(out).resolve()
-    params = {"runs_dir": str(out / "runs"), "out_dir": str(out), **(params or {}), "preset": preset}
+    params, known = _checked_params(preset, out, params, notebooks)
     check_can_create(out)
-    known = {}
-    for nb in notebooks:                      # check every notebook before running any
-        known[nb] = notebook_parameters(NOTEBOOK_DIR / nb)
-        check_types(nb, known[nb], params)
-    unknown = sorted(set(params) - set().union(*known.values()))
-    if unknown:
-        raise UserError(f"unknown parameter(s) {unknown}; the notebooks take "
-                        f"{sorted(set().union(*known.values()))}")
     ensure_dir(out / "notebooks")
     timings, skipped = {}, []
     state, package = NotebookState(out), package_digest()
@@ -135,6 +127,44 @@ def reproduce(preset: str, out, params: dict | None = None, progress: bool = Tru
     return {"index": index, "seconds": timings, "up_to_date": skipped}
 
 
+def _checked_params(preset: str, out: Path, params: dict | None, notebooks) -> tuple[dict, dict]:
+    """The parameters every notebook gets (``runs_dir`` and ``out_dir`` under ``out``, then
+    ``params``, then ``preset``) and each notebook's defaults; an unknown parameter or one
+    of the wrong type is one line, before anything runs."""
+    params = {"runs_dir": str(out / "runs"), "out_dir": str(out), **(params or {}), "preset": preset}
+    known = {}
+    for nb in notebooks:                      # check every notebook before running any
+        known[nb] = notebook_parameters(NOTEBOOK_DIR / nb)
+        check_types(nb, known[nb], params)
+    unknown = sorted(set(params) - set().union(*known.values()))
+    if unknown:
+        raise UserError(f"unknown parameter(s) {unknown}; the notebooks take "
+                        f"{sorted(set().union(*known.values()))}")
+    return params, known
+
+
+def pending(out, notebooks=NOTEBOOKS) -> list[str]:
+    """The notebooks a ``reproduce`` into ``out`` with the parameters of its last call
+    (``reproduce.json``) would execute: all of them when ``out`` holds no reproduce; none
+    when every executed notebook is up to date (nbcache.py). What ``make docs`` asks before
+    rendering ``out``'s executed notebooks."""
+    out = Path(out).resolve()
+    last = read_last(out)
+    if last is None:
+        return list(notebooks)
+    params, known = _checked_params(last["preset"], out, last["params"], notebooks)
+    state, package = NotebookState(out), package_digest()
+    return [nb for nb in notebooks if not (out / "notebooks" / nb).is_file()
+            or not state.up_to_date(nb, inputs_digest(
+                NOTEBOOK_DIR / nb, {k: v for k, v in params.items() if k in known[nb]}, out, package))]
+
+
+def read_last(out) -> dict | None:
+    """``{"preset", "params", ...}`` of the last reproduce into ``out``, None when none."""
+    path = Path(out) / "reproduce.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def _say(enabled: bool, line: str) -> None:
     if enabled:
         print(line, flush=True)
@@ -153,6 +183,8 @@ def summary_line(res: dict, preset: str, seconds: float) -> str:
 
 
 def add_parser(sub) -> None:
+    """Add the ``reproduce`` subcommand (``--preset``, ``--out``, ``-p`` / ``-f`` parameters,
+    ``--quiet``, ``--force``) to ``sub``."""
     p = sub.add_parser("reproduce", help="run all notebooks headless for a preset")
     p.add_argument("--preset", default="digits")
     p.add_argument("--out", required=True, help="output folder")
@@ -167,6 +199,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_reproduce(args) -> int:
+    """``lmoe-viz reproduce``: check the preset, read the parameters (``-f`` file, then ``-p``),
+    run reproduce and print summary_line; returns 0."""
     get_preset(args.preset)
     params = load_params(args.params_file, args.param)
     t0 = time.time()

@@ -29,12 +29,15 @@ DDP_TIMEOUT = datetime.timedelta(minutes=60)
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's (``seed mod 2**32``) and torch's RNGs with ``seed``."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch`` of a run of ``seed``: (seed * 1000003 + epoch * 7919 + 17)
+    mod 2**31."""
     return (seed * 1_000_003 + epoch * 7919 + 17) % 2**31
 
 
@@ -47,6 +50,8 @@ def rank_seed(seed: int, rank: int) -> int:
 
 
 def resolve_device(name: str) -> torch.device:
+    """``--device``: ``cuda``, or ``auto`` with a GPU visible, is the GPU of ``LOCAL_RANK``
+    (default 0); any other value the CPU. UserError for ``cuda`` without a visible GPU."""
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but no CUDA GPU is visible; "
@@ -99,6 +104,8 @@ def default_workers(preset_workers: int) -> int:
 
 
 def rng_state() -> dict:
+    """The torch, numpy (MT19937 keys and position) and python RNG states, as tensors, numbers
+    and lists a weights-only checkpoint can hold."""
     np_state = np.random.get_state()
     return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
             "numpy_pos": int(np_state[2]), "python": list(random.getstate()[1]),
@@ -106,6 +113,8 @@ def rng_state() -> dict:
 
 
 def set_rng_state(s: dict) -> None:
+    """Restore the states of rng_state (numpy's cached Gaussian and python's gauss_next are
+    reset)."""
     torch.set_rng_state(s["torch"])
     np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
     random.setstate((s["python_version"], tuple(s["python"]), None))

@@ -43,6 +43,8 @@ def share(n: int, rank: int, world: int) -> int:
 
 
 def item_seed(seed: int, stream: int, pass_id: int, position: int) -> int:
+    """The augmentation seed of one item: a hash of (run seed, stream, pass, position in the
+    global order) mod 2**63 (module doc)."""
     return (((seed * 1_000_003 + stream) * 1_000_033 + pass_id) * 1_000_037 + position) % 2**63
 
 

@@ -19,6 +19,7 @@ from .power import power_analysis, power_markdown
 from .study import Study
 
 def add_parser(sub) -> None:
+    """Add the ``study`` subcommand and its options to ``sub`` (their checks: check_args)."""
     p = sub.add_parser("study", help="the paper's claims under a pre-registered plan (claims.py)")
     p.add_argument("--preset", default="fashion-mnist")
     p.add_argument("--out", required=True, help="study folder (runs/ inside)")
@@ -91,6 +92,10 @@ def check_args(args) -> None:
 
 
 def cmd_study(args) -> int:
+    """``lmoe-viz study``: check the options, every cell, the data and the design; then train
+    (``--max-runs``, ``--pilot``; nothing with ``--evaluate-only``), evaluate and write the
+    verdicts, and after a pilot the power analysis; ``--bn-table`` writes the BatchNorm table
+    instead. Returns 0."""
     check_args(args)
     study = Study(preset=args.preset, out=args.out, pretrained_models=args.pretrained_models,
                   units=args.units, extra_units=args.extra_units, alphas=tuple(args.alphas),

@@ -60,6 +60,8 @@ def gather_table(grid: Grid, tables_dir, convention: str = "ours") -> dict:
 
 def write_manifest(out_dir, grid: Grid, kind: str, jobs: dict, folder,
                    convention: str = "ours") -> None:
+    """Write DIR/sweep.json: the executor, submission time, grid, its runs, the job ids, the
+    submitit log folder and the metric convention."""
     atomic_write_json(Path(out_dir) / MANIFEST, {
         "executor": kind, "submitted": time.strftime("%Y-%m-%d %H:%M:%S"),
         "grid": dataclasses.asdict(grid), "runs": [name for name, _, _ in _runs(grid)],
@@ -67,11 +69,13 @@ def write_manifest(out_dir, grid: Grid, kind: str, jobs: dict, folder,
 
 
 def read_manifest(out_dir) -> dict | None:
+    """The content of DIR/sweep.json; None when there is none."""
     path = Path(out_dir) / MANIFEST
     return json.loads(path.read_text()) if path.is_file() else None
 
 
 def grid_of(manifest: dict) -> Grid:
+    """The Grid a manifest records (its JSON lists back as tuples)."""
     return Grid(**{k: tuple(v) if isinstance(v, list) else v for k, v in manifest["grid"].items()})
 
 
@@ -214,6 +218,7 @@ def sweep_status(out_dir) -> dict:
 # ---- command line ---------------------------------------------------------------------
 
 def add_parser(sub) -> None:
+    """Add the ``sweep`` subcommand and its options to ``sub``."""
     p = sub.add_parser("sweep", help="run a grid through submitit (Slurm or local)")
     p.add_argument("--preset", default="digits")
     p.add_argument("--out", default=None, help="sweep folder (runs/, tables/, sweep.json inside)")
@@ -254,6 +259,9 @@ def add_parser(sub) -> None:
 
 
 def grid_from_args(args) -> Grid:
+    """The Grid of the sweep options: runs in ``--out``/runs, ``--lc`` off / on / both as the
+    L_LC settings, ``--bn reference`` as each method's own regime (None); UserError for an
+    unknown ``--lc`` value."""
     lcs = {"off": (False,), "on": (True,), "both": (False, True)}
     try:
         lc = tuple(sorted({v for x in args.lc for v in lcs[x]}))
@@ -269,6 +277,9 @@ def grid_from_args(args) -> Grid:
 
 
 def cmd_sweep(args) -> int:
+    """``lmoe-viz sweep``: with ``--status DIR`` print that sweep's state; else validate every
+    run and the metric convention, run the grid (run_sweep) and print the table or what was
+    submitted. Returns 0; UserError without ``--out``."""
     if args.status:
         sweep_status(args.status)
         return 0

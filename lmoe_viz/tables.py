@@ -228,6 +228,7 @@ def formatted_table(summary: pd.DataFrame, bold=("**", "**")) -> pd.DataFrame:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
+    """``df`` as a Markdown pipe table: header, separator, one line per row (values as str)."""
     cols = list(df.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
@@ -235,6 +236,8 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 
 def to_latex(df: pd.DataFrame) -> str:
+    """``df`` as a booktabs LaTeX tabular (two left-aligned columns, the rest right-aligned):
+    ``%``, ``_`` and ``±`` escaped, a ``**bold**`` cell set in bold."""
     esc = lambda s: str(s).replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")  # noqa: E731
     lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(df.columns) - 2) + "}", r"\toprule",
              " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]

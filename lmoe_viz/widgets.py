@@ -69,6 +69,8 @@ ALPHA_FORMAT = ".3g"
 
 
 def draw_beta(fig, alpha):
+    """Draw the density of Beta(alpha, alpha) on ``fig`` (plots.beta_densities): beta_explorer's
+    figure."""
     plots.beta_densities([alpha], ax=fig.add_subplot(111), fmt=ALPHA_FORMAT)
     fig.tight_layout()
 

@@ -4,7 +4,8 @@
 
 Each ``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->`` block of README.md is
 replaced by the file NAME (a path under results/), so the README's numbers are those of
-the committed files, never typed by hand.
+the committed files, never typed by hand. The documentation's pages (docs/) include the
+same files directly (MyST ``{include}``), so they need no copy.
 """
 import re
 import sys

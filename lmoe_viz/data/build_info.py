@@ -87,6 +87,9 @@ def _with_val(train_rows: list, test_rows: list) -> dict:
 
 
 def nabirds(ds_dir: Path) -> dict:
+    """{train, val, test} rows (path, label) of the NABirds release (module doc): images sorted
+    by path, label the rank of the class id, val the seeded cut of the official train images.
+    UserError for a missing file, or an image without a class or split line."""
     images = dict(_pairs(_need(ds_dir / "images.txt", "NABirds")))
     labels = {k: _int(v, ds_dir / "image_class_labels.txt")
               for k, v in _pairs(_need(ds_dir / "image_class_labels.txt", "NABirds"))}
@@ -102,6 +105,9 @@ def nabirds(ds_dir: Path) -> dict:
 
 
 def aircraft(ds_dir: Path) -> dict:
+    """Rows of FGVC-Aircraft 2013b: train + val from the official trainval (the train and val
+    files when there is no trainval file), val the seeded cut; test the official test; label
+    the line of the variant in variants.txt. UserError for a missing file or unknown variant."""
     data = ds_dir / "data"
     variants = [v.strip() for v in _need(data / "variants.txt", "FGVC-Aircraft 2013b").read_text(
         encoding="utf-8").splitlines() if v.strip()]
@@ -125,6 +131,9 @@ def aircraft(ds_dir: Path) -> dict:
 
 
 def butterfly(ds_dir: Path) -> dict:
+    """Rows of Butterfly200: train + val from the official train (val the seeded cut), test the
+    official val + test; species labels 1..200 as released. UserError for a missing file or a
+    line without five fields."""
     def rows(split):
         f = _need(ds_dir / f"Butterfly200_{split}_release.txt", "Butterfly200")
         out = []
@@ -159,6 +168,10 @@ def _field(a, name: str, path: Path):
 
 
 def cars(ds_dir: Path) -> dict:
+    """Rows of Stanford Cars from the all-in-one release (cars_annos.mat, read when car_ims/
+    exists or there is no devkit) or else the devkit (test labels in devkit/ or beside it);
+    labels class - 1, val the seeded cut of train. UserError when neither release, or the
+    devkit's test labels, is found, or an annotation file is unreadable."""
     allinone = ds_dir / "cars_annos.mat"
     devkit = ds_dir / "devkit" / "cars_train_annos.mat"
     # both releases unpacked: the one whose images are there (MixOE's paths are the devkit's)
@@ -188,6 +201,9 @@ def cars(ds_dir: Path) -> dict:
 
 
 def cub(ds_dir: Path) -> dict:
+    """Rows of CUB-200-2011 (in ``ds_dir`` or its CUB_200_2011/): images in id order, labels
+    class - 1, val the seeded cut of the official train images. UserError for a missing file,
+    a classes.txt without ids 1..200, or an image without a class or split line."""
     base = ds_dir / "CUB_200_2011" if (ds_dir / "CUB_200_2011" / "images.txt").is_file() else ds_dir
     prefix = "" if base == ds_dir else "CUB_200_2011/"
     what = "CUB-200-2011 (the release's CUB_200_2011/ folder)"
@@ -224,6 +240,8 @@ def write_info(ds_dir: Path, rows: dict, what: str, fix: str) -> list[Path]:
 
 
 def dataset_dir(preset: str, data_root, known) -> Path:
+    """``data_root/preset``, checked: UserError when ``preset`` is not in ``known``, when
+    ``data_root`` is not given, or when that folder does not exist."""
     if preset not in known:
         raise UserError(f"this command knows the paper presets {', '.join(known)}, not {preset!r}")
     if not data_root:
@@ -235,6 +253,8 @@ def dataset_dir(preset: str, data_root, known) -> Path:
 
 
 def build_info(preset: str, data_root) -> list[Path]:
+    """``build-info``: the rows of ``preset``'s official release (BUILDERS), every image checked,
+    written as train.txt, val.txt and test.txt in ``data_root/preset``; returns their paths."""
     ds_dir = dataset_dir(preset, data_root, BUILDERS)
     rows = BUILDERS[preset](ds_dir)
     return write_info(ds_dir, rows, f"{preset} release",

@@ -47,6 +47,8 @@ def _find(d: Path, stem: str) -> Path | None:
 
 
 def locate(data_root=None) -> Path | None:
+    """The first of candidate_dirs(data_root) that holds all four idx files (gzipped or not);
+    None when none does. Never downloads."""
     for d in candidate_dirs(data_root):
         if all(_find(d, s) for s in FILES.values()):
             return d

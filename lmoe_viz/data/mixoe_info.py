@@ -29,6 +29,8 @@ SPLITS = ("train", "val", "test")
 
 
 def info_folder(info_dir, preset: str) -> Path:
+    """The folder of MixOE's train.txt, val.txt and test.txt: ``info_dir/preset``, else
+    ``info_dir`` itself; UserError when neither holds all three."""
     d = Path(info_dir)
     for cand in (d / preset, d):
         if all((cand / f"{s}.txt").is_file() for s in SPLITS):
@@ -39,6 +41,8 @@ def info_folder(info_dir, preset: str) -> Path:
 
 
 def image_prefix(ds_dir: Path, preset: str) -> str:
+    """The first of the preset's IMAGE_PREFIXES that is a folder under ``ds_dir`` (car: always
+    ``''``), the prefix of MixOE's paths; UserError when none exists."""
     prefixes = IMAGE_PREFIXES[preset]
     for prefix in prefixes:
         if prefix == "" or (ds_dir / prefix).is_dir():
@@ -48,6 +52,9 @@ def image_prefix(ds_dir: Path, preset: str) -> str:
 
 
 def import_mixoe(preset: str, info_dir, data_root) -> list[Path]:
+    """``import-mixoe``: MixOE's info files of ``preset``, labels checked against LABEL_RANGES and
+    kept as written, paths prefixed by image_prefix, every image checked, written as our
+    train.txt, val.txt and test.txt; returns their paths. UserError for a label out of range."""
     ds_dir = dataset_dir(preset, data_root, IMAGE_PREFIXES)
     src = info_folder(info_dir, preset)
     lo, hi = LABEL_RANGES[preset]

@@ -119,6 +119,9 @@ def _digits_arrays():
 
 
 def build_digits(cfg) -> Splits:
+    """Splits of ``digits``: scikit-learn's digits (a stratified 2/3 train, 1/3 test cut, seed 0)
+    held out by ``cfg.split``, 3 x train-size outliers of kind ``cfg.outliers``, and the
+    far-OOD sets photos-heldout and fashion-8."""
     x_tr, y_tr, x_te, y_te = _digits_arrays()
     p = PRESETS["digits"]
     return _tensor_splits(x_tr, y_tr, x_te, y_te, p.num_id, p.num_ood, cfg.split,
@@ -131,6 +134,9 @@ def build_digits(cfg) -> Splits:
 
 
 def build_fashion(cfg) -> Splits:
+    """Splits of ``fashion-mnist``: the idx files (fashion.load, downloaded when not found) held
+    out by ``cfg.split``, 36,000 outliers of kind ``cfg.outliers``, and the far-OOD sets
+    photos-heldout and digits-28."""
     (x_tr, y_tr, x_te, y_te), where = fashion.load(cfg.data_root)
     p = PRESETS["fashion-mnist"]
     return _tensor_splits(x_tr, y_tr, x_te, y_te, p.num_id, p.num_ood, cfg.split,
@@ -196,10 +202,12 @@ for _name, (_nid, _nood, _desc) in {
 
 
 def get_preset(name: str) -> Preset:
+    """The Preset registered as ``name``; UserError naming the presets when there is none."""
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]
 
 
 def build_splits(cfg) -> Splits:
+    """The Splits of ``cfg``: its preset's ``build(cfg)``."""
     return get_preset(cfg.preset).build(cfg)

@@ -55,6 +55,8 @@ COARSE_ORDER = ("bird", "butterfly", "car", "aircraft")
 
 
 def protocol_parts(protocol: str) -> tuple[str, str]:
+    """The (ID part, OOD part) that ``protocol`` compares (PROTOCOL_PARTS); UserError for an
+    unknown protocol."""
     if protocol not in PROTOCOLS:
         raise UserError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     return PROTOCOL_PARTS[protocol]
@@ -66,6 +68,9 @@ def seeded_sample(n_pool: int, n: int, seed: int = 0) -> list[int]:
 
 
 def paper_id(splits, cfg):
+    """ID images of ``paper``: the first 32 * floor(n / 32) ID val images in file order (a
+    drop-last loader of batch 32); ID test on the embedded presets. UserError without ID val
+    images or with fewer than 32."""
     if splits.far_ood is not None:          # embedded presets
         return splits.id_test
     if splits.id_val is None:
@@ -79,6 +84,10 @@ def paper_id(splits, cfg):
 
 
 def paper_ood(splits, cfg):
+    """OOD images of ``paper``: as many as paper_id, MixOE's ``random.seed(0)`` sample of the
+    filtered WebVision pool (test transform, an unreadable image replaced by another); on the
+    embedded presets the photo crops of ``splits.far_ood``. UserError without WebVision or
+    when the pool is smaller."""
     n = len(paper_id(splits, cfg))
     if splits.far_ood is not None:
         return splits.far_ood(n)
@@ -94,6 +103,9 @@ def paper_ood(splits, cfg):
 
 
 def coarse_ood(splits, cfg):
+    """OOD images of ``coarse`` (MixOE's): the test.txt images of the other datasets of
+    COARSE_ORDER found under ``cfg.data_root``, pooled in that order, then a ``random.seed(0)``
+    sample of the ID test size. UserError for a preset outside COARSE_ORDER or no other dataset."""
     root = Path(cfg.data_root or "")
     if cfg.preset not in COARSE_ORDER:
         raise UserError(f"protocol 'coarse' is MixOE's, between its datasets "

@@ -30,6 +30,7 @@ def id_label_map(id_classes) -> dict:
 
 
 def check_disjoint(id_classes, ood_classes) -> None:
+    """UserError naming the classes that are in both ``id_classes`` and ``ood_classes``."""
     overlap = sorted(set(map(int, id_classes)) & set(map(int, ood_classes)))
     if overlap:
         raise UserError(f"classes {overlap} are both ID and OOD; a hold-out split must be "

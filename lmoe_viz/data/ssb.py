@@ -32,6 +32,7 @@ def _table() -> dict:
 
 
 def ssb_presets() -> tuple:
+    """The presets with an SSB split: the keys of ssb_splits.json that do not start with ``_``."""
     return tuple(k for k in _table() if not k.startswith("_"))
 
 
