@@ -19,13 +19,13 @@ from .data.presets import PRESETS, get_preset
 from .data.ssb import SSB, split_value, ssb_presets
 from .errors import UserError
 from .io import file_sha256
+from .runtime import DEVICES
 from .losses import LC_MODES
 from .methods import ID_ONLY, METHODS, PRETRAINING, method_spec
 from .runtime import default_workers
 
 MIX_OPS = ("mixup", "cutmix")
 MIX_LAYERS = ("input", "stem", "layer1", "layer2", "layer3", "layer4", "fc")
-DEVICES = ("auto", "cpu", "cuda")
 SELECTS = ("best-val", "last")
 MIX_CONTINUES = ("all", "mixed")
 ID_FORWARDS = ("shared", "separate")

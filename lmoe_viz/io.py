@@ -105,13 +105,20 @@ def atomic_save(path: str | os.PathLike, writer: Callable[[Any], None]) -> None:
 
 
 def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
+    # numpy / torch scalars and size-1 arrays as numbers (as the files written before hold
+    # them), larger arrays and tensors as (nested) lists
+    if hasattr(obj, "item") and _numel(obj) == 1:
         return obj.item()
     if hasattr(obj, "tolist"):
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _numel(obj) -> int:
+    n = getattr(obj, "numel", None)               # torch
+    return int(n()) if callable(n) else int(getattr(obj, "size", 1))    # numpy
 
 
 def read_json(path: str | os.PathLike) -> Any:

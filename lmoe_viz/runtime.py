@@ -49,9 +49,16 @@ def rank_seed(seed: int, rank: int) -> int:
     return seed if rank == 0 else (seed + 104_729 * rank) % 2**31
 
 
+#: the values of ``--device``
+DEVICES = ("auto", "cpu", "cuda")
+
+
 def resolve_device(name: str) -> torch.device:
     """``--device``: ``cuda``, or ``auto`` with a GPU visible, is the GPU of ``LOCAL_RANK``
-    (default 0); any other value the CPU. UserError for ``cuda`` without a visible GPU."""
+    (default 0); ``cpu``, or ``auto`` without one, the CPU. UserError for ``cuda`` without a
+    visible GPU, and for any other value (never a silent fall back to the CPU)."""
+    if name not in DEVICES:
+        raise UserError(f"unknown --device {name!r}; choose one of {', '.join(DEVICES)}")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise UserError("--device cuda was asked for but no CUDA GPU is visible; "

@@ -58,6 +58,9 @@ def test_bad_inputs(tmp_path, digits_pretrained, capsys):
     _fails(ft + ["--method", "mixoe", "--beta", "-1"], "beta must be a finite number >= 0", capsys)
     _fails(ft + ["--method", "mixoe", "--gamma", "-1"], "gamma must be a finite number >= 0", capsys)
     _fails(ft + ["--method", "mixoe", "--alpha", "inf"], "alpha must be a finite number > 0", capsys)
+    # a device typo is refused, never evaluated on the CPU in silence
+    _fails(["evaluate", "--checkpoint", str(digits_pretrained), "--device", "mps"],
+           "unknown --device 'mps'; choose one of auto, cpu, cuda", capsys)
     _fails(ft + ["--method", "mixoe", "--beta", "nan"], "beta must be a finite number >= 0", capsys)
     _fails(ft + ["--method", "energy_oe", "--m-in=-inf"], "m_in must be a finite number", capsys)
     pre = ["pretrain", "--preset", "digits", "--out", str(tmp_path / "p"), "--no-progress"]

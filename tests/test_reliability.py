@@ -210,3 +210,19 @@ def test_torchrun_two_cpu_processes(tmp_path):
     ft = _metrics(out)
     assert ft["world_size"] == 2 and ft["finished"]
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "tensorboard"]
+
+
+def test_json_writes_arrays_tensors_and_scalars_as_their_values(tmp_path):
+    """numpy arrays and torch tensors become lists, their scalars (and size-1 arrays, as
+    files written before hold them) numbers."""
+    import json
+
+    import numpy as np
+    import torch
+
+    from lmoe_viz import io as lio
+    path = tmp_path / "v.json"
+    lio.atomic_write_json(path, {"a": np.arange(3), "t": torch.tensor([[1.5, 2.0]]),
+                                 "s": np.float32(0.25), "z": torch.tensor(7), "one": np.ones(1)})
+    assert json.loads(path.read_text()) == {"a": [0, 1, 2], "t": [[1.5, 2.0]], "s": 0.25,
+                                            "z": 7, "one": 1.0}
