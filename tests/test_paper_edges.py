@@ -80,3 +80,20 @@ def test_best_val_with_no_id_val_image(tmp_path, capsys):
                  str(tmp_path / "pre"), *SMALL])
     err = capsys.readouterr().err
     assert code == 2 and "--select best-val needs validation images" in err
+
+
+def test_coarse_with_only_some_of_mixoes_datasets_warns_naming_the_absent(tmp_path):
+    """The row says `coarse` either way: a pool short of MixOE's datasets is said aloud."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from lmoe_viz.data.protocols import coarse_ood
+    (tmp_path / "car").mkdir()
+    (tmp_path / "car" / "test.txt").write_text("a/1.jpg 0\na/2.jpg 1\n")
+    id_test = type("IdTest", (), {"file_transform": None, "__len__": lambda self: 1})()
+    splits = SimpleNamespace(id_test=id_test)
+    cfg = SimpleNamespace(preset="bird", data_root=str(tmp_path))
+    with pytest.warns(UserWarning, match="butterfly, aircraft not found under .*pool is car only"):
+        ood = coarse_ood(splits, cfg)
+    assert len(ood) == 1

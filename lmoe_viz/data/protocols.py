@@ -28,6 +28,7 @@ coarse     ID test                                     test images of the other 
 from __future__ import annotations
 
 import random
+import warnings
 from pathlib import Path
 
 from torch.utils.data import Subset
@@ -105,7 +106,8 @@ def paper_ood(splits, cfg):
 def coarse_ood(splits, cfg):
     """OOD images of ``coarse`` (MixOE's): the test.txt images of the other datasets of
     COARSE_ORDER found under ``cfg.data_root``, pooled in that order, then a ``random.seed(0)``
-    sample of the ID test size. UserError for a preset outside COARSE_ORDER or no other dataset."""
+    sample of the ID test size. UserError for a preset outside COARSE_ORDER or no other dataset;
+    a warning naming those absent when not all of MixOE's others are there."""
     root = Path(cfg.data_root or "")
     if cfg.preset not in COARSE_ORDER:
         raise UserError(f"protocol 'coarse' is MixOE's, between its datasets "
@@ -116,6 +118,10 @@ def coarse_ood(splits, cfg):
         raise UserError(f"protocol 'coarse' needs other fine-grained datasets under "
                         f"{root} ({', '.join(f'{d}/test.txt' for d in COARSE_ORDER if d != cfg.preset)}); "
                         "none found: import them or use --protocol holdout")
+    missing = [d for d in COARSE_ORDER if d != cfg.preset and d not in others]
+    if missing:        # the row still says coarse: the pool it measured differs from MixOE's
+        warnings.warn(f"protocol 'coarse': {', '.join(missing)} not found under {root}, so the OOD "
+                      f"pool is {', '.join(others)} only, not all of MixOE's other datasets")
     paths = []
     for d in others:
         paths += [root / d / rel for rel, _ in read_info(root / d / "test.txt")]
