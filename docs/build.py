@@ -42,32 +42,33 @@ LANDING_FIGURE = "fig3_logit_norm_histograms.png"
 
 
 def executed_notebooks(preset: str, out: Path, progress: bool = True) -> Path:
-    """``out`` with every notebook executed and up to date (module doc, step 1)."""
-    todo = R.pending(out)
-    if not todo:
-        return out
+    """The folder the executed notebooks and their figures are in (``out_dir`` of ``out``'s
+    last reproduce, ``out`` itself by default), every notebook up to date (module doc,
+    step 1)."""
     last = R.read_last(out)
     if last is not None and last["preset"] != preset:
         raise UserError(f"{out} holds a reproduce of preset {last['preset']}, not {preset}: "
                         f"pass --preset {last['preset']} or another --out")
-    try:
-        get_preset(preset).build(RunConfig(preset=preset))
-    except UserError as exc:
-        raise UserError(f"docs need the executed notebooks of {out} and {len(todo)} of them are "
-                        f"missing or out of date, but preset {preset} cannot run here "
-                        f"({str(exc).split(';')[0]}): run `make reproduce PRESET={preset}` "
-                        "after putting its data in place, then `make docs` again") from None
-    if progress:
-        print(f"docs: {len(todo)} notebook(s) of {out} to execute first: {', '.join(todo)}",
-              flush=True)
-    params = {k: v for k, v in (last or {}).get("params", {}).items()
-              if k not in ("preset", "runs_dir", "out_dir")}
-    R.reproduce(preset, out, params, progress=progress)
-    return out
+    params = {k: v for k, v in (last or {}).get("params", {}).items() if k != "preset"}
+    todo = R.pending(out)
+    if todo:
+        try:                                   # where the last reproduce read its data
+            get_preset(preset).build(RunConfig(preset=preset, data_root=params.get("data_root")))
+        except UserError as exc:
+            raise UserError(f"docs need the executed notebooks of {out} and {len(todo)} of them "
+                            f"are missing or out of date, but preset {preset} cannot run here "
+                            f"({str(exc).split(';')[0]}): run `make reproduce PRESET={preset}` "
+                            "after putting its data in place, then `make docs` again") from None
+        if progress:
+            print(f"docs: {len(todo)} notebook(s) of {out} to execute first: {', '.join(todo)}",
+                  flush=True)
+        R.reproduce(preset, out, params, progress=progress)    # its own runs_dir, out_dir
+    return Path(params.get("out_dir") or out)
 
 
-def stage(out: Path) -> list[Path]:
-    """Copy the executed notebooks and the landing figure into the docs tree (step 2)."""
+def stage(out: Path, figures: Path) -> list[Path]:
+    """Copy the executed notebooks of ``out`` and the landing figure of ``figures`` into the
+    docs tree (step 2)."""
     if GENERATED.exists():
         shutil.rmtree(GENERATED)
     GENERATED.mkdir(parents=True)
@@ -79,7 +80,10 @@ def stage(out: Path) -> list[Path]:
         executed.metadata.pop("widgets", None)
         nbformat.write(executed, GENERATED / nb)
         copied.append(GENERATED / nb)
-    shutil.copy2(out / "figures" / LANDING_FIGURE, GENERATED / LANDING_FIGURE)
+    if not (figures / LANDING_FIGURE).is_file():
+        raise UserError(f"{figures / LANDING_FIGURE} is missing (notebook 02 draws it): run "
+                        f"`make reproduce`, or `lmoe-viz reproduce ... --force` into {out}")
+    shutil.copy2(figures / LANDING_FIGURE, GENERATED / LANDING_FIGURE)
     return copied
 
 
@@ -99,11 +103,11 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out or ROOT / "out" / args.preset).resolve()
     try:
-        executed_notebooks(args.preset, out, progress=not args.quiet)
+        figures = executed_notebooks(args.preset, out, progress=not args.quiet) / "figures"
+        stage(out, figures)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"docs: error: {exc}", file=sys.stderr)
         return 2
-    stage(out)
     return sphinx(Path(args.html).resolve(), quiet=args.quiet)
 
 

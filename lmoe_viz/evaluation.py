@@ -21,6 +21,7 @@ from .extract import extract
 from .io import array_digest, dict_hash, file_sha256
 from .metrics import METRIC_CONVENTIONS, metrics_row, oscr
 from .models import load_checkpoint, model_from_checkpoint
+from .runtime import DEVICES, resolve_device
 from .scores import SCORES, score as score_of
 
 #: the part post-hoc detectors are fitted on (data/protocols.id_train_fit)
@@ -40,6 +41,7 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
     (batchnorm.recalibrate, a diagnostic). ``loaded``: the checkpoint already loaded
     (models.load_checkpoint), so it is not read twice."""
     id_part, ood_part = protocol_parts(protocol)
+    _score_spec(score, recalibrate_bn)             # a wrong score: one line, nothing read
     loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
     res, meta, scores = _protocol_scores(checkpoint, loaded, protocol, score, data_root, device,
                                          cache_dir, aux_root, recalibrate_bn)
@@ -53,25 +55,35 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
     return row
 
 
-def checkpoint_scores(checkpoint, score: str = "msp", protocol: str = "holdout", data_root=None,
+def checkpoint_scores(checkpoint, protocol: str = "holdout", score: str = "msp", data_root=None,
                       device="cpu", cache_dir=None, aux_root=None, recalibrate_bn: bool = False,
                       loaded: dict | None = None) -> tuple:
-    """(ID scores, OOD scores) of one score or detector on the protocol's test images (higher
-    = more ID), the arrays ``evaluate_checkpoint`` computes its metrics from, for figures and
-    explorers (widgets.model_score_picker); cached as there."""
+    """(ID scores, OOD scores) of one score or detector on the protocol's ID and OOD images
+    (higher = more ID; arguments in ``evaluate_checkpoint``'s order), the arrays it computes
+    its metrics from, for figures and explorers (widgets.model_score_picker); cached as
+    there."""
+    protocol_parts(protocol)
+    _score_spec(score, recalibrate_bn)
     loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
     return _protocol_scores(checkpoint, loaded, protocol, score, data_root, device, cache_dir,
                             aux_root, recalibrate_bn)[2]
+
+
+def _score_spec(score: str, recalibrate_bn: bool):
+    """The detector entry of ``score`` (None for a logit score); one line for an unknown
+    name, or for ``--recalibrate-bn`` with a detector that runs the network itself."""
+    spec = None if score in SCORES else D.detector_spec(score)
+    if spec is not None and recalibrate_bn and spec.needs not in D.FROM_ARRAYS:
+        raise UserError(f"--recalibrate-bn applies to logit scores and feature detectors, not to "
+                        f"{score} (it runs the network itself): leave one out")
+    return spec
 
 
 def _protocol_scores(checkpoint, loaded, protocol, score, data_root, device, cache_dir, aux_root,
                      recalibrate_bn) -> tuple:
     """(extracted parts, their meta, (ID scores, OOD scores)) of one checkpoint."""
     id_part, ood_part = protocol_parts(protocol)
-    spec = None if score in SCORES else D.detector_spec(score)
-    if spec is not None and recalibrate_bn and spec.needs not in D.FROM_ARRAYS:
-        raise UserError(f"--recalibrate-bn applies to logit scores and feature detectors, not to "
-                        f"{score} (it runs the network itself): leave one out")
+    spec = _score_spec(score, recalibrate_bn)
     fit = (FIT_PART,) if spec is not None and spec.fit and spec.needs in D.FROM_ARRAYS else ()
     res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part) + fit,
                         data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
@@ -119,6 +131,8 @@ def detector_scores(checkpoint, loaded: dict, name: str, res: dict, parts, cache
     fit_key = dict_hash([inputs_digest(cfg, tuple(parts)), D.FIT_LIMIT]) if spec.fit else None
     key = D.cache_key(sha, name, spec.params, fit_key or "")
     built: dict = {}
+
+    device = resolve_device(device) if device in DEVICES else device     # "auto" too
 
     def run(p):
         if not built:

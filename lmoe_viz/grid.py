@@ -206,7 +206,7 @@ def figure_scores(runs: dict, names, device: str = "cpu", files: dict | None = N
         if name not in SCORES:
             detector_spec(name)            # an unknown name: one line, before any work
     names = [n for n in names if n not in SCORES]
-    out = {label: {n: checkpoint_scores(Path(run) / "checkpoint.pt", n, data_root=data_root,
+    out = {label: {n: checkpoint_scores(Path(run) / "checkpoint.pt", score=n, data_root=data_root,
                                         device=device) for n in names}
            for label, run in runs.items()}
     for label, path in (files or {}).items():

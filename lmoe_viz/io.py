@@ -92,8 +92,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` to ``path`` atomically as JSON (indent 2, sorted keys, final newline); what
-    JSON cannot encode goes through ``.item()`` when it has one, else ``.tolist()``, paths as
-    strings, TypeError for anything else."""
+    JSON cannot encode: numpy / torch scalars and size-1 arrays as numbers (``.item()``),
+    larger arrays and tensors as lists (``.tolist()``), paths as strings, TypeError for
+    anything else."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 

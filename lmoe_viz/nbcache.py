@@ -88,16 +88,25 @@ class NotebookState:
         rec = self.record.get(nb)
         if not rec or rec.get("inputs") != digest:
             return False
-        if not (self.out / "notebooks" / nb).is_file():
+        if rec.get("copy") != self._copy(nb):      # absent, or rewritten since (a failed rerun)
             return False
         now = outputs_state(self.out)
         return all(now.get(rel) == v for rel, v in rec.get("outputs", {}).items())
+
+    def _copy(self, nb: str) -> list | None:
+        """[size, mtime_ns] of the executed copy of ``nb``; None when there is none."""
+        path = self.out / "notebooks" / nb
+        if not path.is_file():
+            return None
+        st = path.stat()
+        return [st.st_size, st.st_mtime_ns]
 
     def executed(self, nb: str, digest: str, before: dict, seconds: float) -> None:
         """Record a finished execution: the inputs as it left them, what it (re)wrote."""
         after = outputs_state(self.out)
         wrote = {rel: v for rel, v in after.items() if before.get(rel) != v}
-        self.record[nb] = {"inputs": digest, "outputs": wrote, "seconds": seconds}
+        self.record[nb] = {"inputs": digest, "outputs": wrote, "seconds": seconds,
+                           "copy": self._copy(nb)}
         atomic_write_text(self.path, json.dumps(self.record, indent=1, sort_keys=True))
 
     def seconds(self, nb: str) -> float:

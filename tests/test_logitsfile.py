@@ -110,3 +110,20 @@ def test_figure_scores_give_the_evaluated_scores_and_a_reason_for_a_file_that_ca
     assert "has none" in got["bare"]["mahalanobis"]
     with pytest.raises(UserError, match="unknown score or detector 'mahalanobys'"):
         figure_scores({"Pretrained": ck.parent}, ["mahalanobys"])
+
+
+def test_network_detectors_in_the_explorers_take_the_notebooks_device_and_errors_come_first(exported, tmp_path):
+    """`device = "auto"` (the notebooks' default) reaches a detector that runs the network
+    as a device, not as a string; a wrong score or option is refused before any file is read."""
+    from lmoe_viz.errors import UserError
+    from lmoe_viz.grid import figure_scores
+    from lmoe_viz.metrics import metrics_by_convention
+    ck, _, _ = exported
+    got = figure_scores({"Pretrained": ck.parent}, ["odin"], device="auto")["Pretrained"]["odin"]
+    ref = evaluate_checkpoint(ck, score="odin", device="cpu")
+    assert metrics_by_convention(*got)["auroc"] == pytest.approx(ref["auroc"], abs=1e-12)
+    missing = tmp_path / "missing.pt"
+    with pytest.raises(UserError, match="--recalibrate-bn applies to logit scores"):
+        evaluate_checkpoint(missing, score="react", recalibrate_bn=True)
+    with pytest.raises(UserError, match="unknown score or detector 'odim'"):
+        evaluate_checkpoint(missing, score="odim")
