@@ -7,6 +7,13 @@ model it started from, the machine that wrote it, its results rows (every score 
 convention ``ours``, MSP in ``mixoe`` too, metrics.metrics_row) and its norm row (mean,
 quantiles and histograms of the logit norm ||z||). A record of another format, or of other
 OOD sets, is refused in one line.
+
+Secondary rows of post-hoc detectors (``lmoe-viz study ... --detectors mahalanobis vim``,
+issue 17): a record may also hold ``extra``: the detectors asked for and their rows (each
+detector in conventions ``ours`` and ``openood``, and MSP in ``openood``), computed from the
+checkpoint (detectors fitted on the un-augmented ID training images, evaluation.py). They
+are optional, so a record without them is unchanged; an evaluation without
+``--detectors`` keeps those of a record of the same checkpoint (``keep_extra``).
 """
 from __future__ import annotations
 
@@ -35,13 +42,19 @@ HIST_PARTS = ("id", "ood", "far_photos_heldout")
 NORM_BINS = np.append(0.0, np.geomspace(0.01, 1000.0, 101))
 #: the (score, metric convention) pairs of a run's results rows
 ROW_METRICS = tuple((s, "ours") for s in SCORES) + (("msp", "mixoe"),)
+#: the conventions of the secondary detector rows (``extra``), and the logit score added
+#: under the conventions ROW_METRICS lacks
+EXTRA_CONVENTIONS = ("ours", "openood")
+EXTRA_SCORES = ("msp",)
 
 
 def make_record(name: str, config: dict, logits: dict, sets, checkpoint: Path,
-                init: Path | None) -> dict:
+                init: Path | None, detector_scores: dict | None = None) -> dict:
     """The record of run ``name`` (module doc) from its logits (``id_test`` and each set's
-    part); ``init``: the pretrained model's checkpoint, None for a pretraining."""
-    return {"format": RECORD_FORMAT, "run": name, "sets": [list(s) for s in sets],
+    part); ``init``: the pretrained model's checkpoint, None for a pretraining.
+    ``detector_scores``: ``{detector: {part: scores}}``, the secondary detector rows
+    (``extra``, module doc); None for none."""
+    rec = {"format": RECORD_FORMAT, "run": name, "sets": [list(s) for s in sets],
             "checkpoint_sha256": file_sha256(checkpoint),
             "init_sha256": file_sha256(init) if init is not None and init.is_file() else None,
             "recorded_on": f"{cpu_model()}, {cpu_cores()} cores",
@@ -49,6 +62,40 @@ def make_record(name: str, config: dict, logits: dict, sets, checkpoint: Path,
                      for r in results_rows(name, config, protocol, ood_set, logits["id_test"],
                                            logits[part])],
             "norms": norm_row(name, config, logits, sets)}
+    if detector_scores:
+        rec["extra"] = {"detectors": list(detector_scores),
+                        "rows": [r for protocol, ood_set, part in sets
+                                 for r in extra_rows(name, config, protocol, ood_set, logits,
+                                                     part, detector_scores)]}
+    return rec
+
+
+def extra_rows(name: str, config: dict, protocol: str, ood_set: str, logits: dict, part: str,
+               detector_scores: dict) -> list:
+    """The secondary rows of one run against one OOD set (module doc): each detector of
+    ``detector_scores`` under EXTRA_CONVENTIONS, then EXTRA_SCORES under those conventions
+    ROW_METRICS lacks."""
+    idt, ood = logits["id_test"], logits[part]
+    pairs = [(d, c, (detector_scores[d]["id_test"], detector_scores[d][part]))
+             for d in detector_scores for c in EXTRA_CONVENTIONS]
+    pairs += [(s, c, None) for s in EXTRA_SCORES for c in EXTRA_CONVENTIONS
+              if (s, c) not in ROW_METRICS]
+    return [_row(name, config, protocol, ood_set, metrics_row(idt, ood, score, c, scores))
+            for score, c, scores in pairs]
+
+
+def keep_extra(new: dict, old: dict | None) -> dict:
+    """``new`` with the secondary rows of ``old`` when it has none of its own and ``old``
+    is a record of the same checkpoint (so an evaluation without ``--detectors`` keeps them)."""
+    if "extra" not in new and old is not None and "extra" in old \
+            and old.get("checkpoint_sha256") == new["checkpoint_sha256"]:
+        new["extra"] = old["extra"]
+    return new
+
+
+def rows_of(rec: dict) -> list:
+    """Every results row of a record: its rows, then its secondary detector rows."""
+    return rec["rows"] + rec.get("extra", {}).get("rows", [])
 
 
 def record_path(name: str, records) -> Path:
@@ -118,13 +165,16 @@ def pretrain_seed(name: str, c: dict) -> int:
 def results_rows(name: str, config: dict, protocol: str, ood_set: str, idt: dict, ood: dict) -> list:
     """The results rows of one run against one OOD set: ``ROW_METRICS`` (every score in
     convention ``ours``, and MSP in ``mixoe``, MixOE's calculate_log), metrics.metrics_row."""
-    base = {**describe(name, config), "protocol": protocol, "ood_set": ood_set}
-    rows = []
-    for score, convention in ROW_METRICS:
-        m = metrics_row(idt, ood, score, convention)
-        rows.append({**base, **{k: m[k] for k in ("accuracy", "n_id", "n_ood", "score",
-                                                  "metric_convention", "auroc", "fpr95")}})
-    return rows
+    return [_row(name, config, protocol, ood_set, metrics_row(idt, ood, score, convention))
+            for score, convention in ROW_METRICS]
+
+
+def _row(name: str, config: dict, protocol: str, ood_set: str, m: dict) -> dict:
+    """One results row: the run's columns (``describe``), the set, and a metrics row's
+    accuracy, counts, score, convention, AUROC and FPR95."""
+    return {**describe(name, config), "protocol": protocol, "ood_set": ood_set,
+            **{k: m[k] for k in ("accuracy", "n_id", "n_ood", "score", "metric_convention",
+                                 "auroc", "fpr95")}}
 
 
 def norm_row(name: str, config: dict, logits: dict, sets) -> dict:

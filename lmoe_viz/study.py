@@ -55,12 +55,15 @@ from .claims import ADAPTIVE_MODES, MIN_UNITS
 from .config import RunConfig
 from .data import build_splits
 from .data.protocols import FAR_SETS, far_dataset, far_part, part_dataset
+from .detectors import detector_spec
 from .errors import UserError
+from .evaluation import FIT_PART, detector_scores
 from .extract import extract
 from .grid import PRETRAINED, Grid
 from .io import atomic_write_text
 from .jobs import train_local
 from .methods import METHODS, MIXING
+from .models import load_checkpoint
 from .pixelstats import SHORTCUT_MAX, detector_aurocs, raw_images
 from .records import NORM_BINS
 from .tables import to_markdown
@@ -219,21 +222,40 @@ class Study:
             self._eval_sets = [NEAR] + [("far", s, far_part(s)) for s in self.far_sets()]
         return self._eval_sets
 
-    def record(self, name: str, run: Path, device: str = "cpu") -> dict:
-        """The record of one finished run (records.py): its results and norm rows."""
+    def record(self, name: str, run: Path, device: str = "cpu", detectors=()) -> dict:
+        """The record of one finished run (records.py): its results and norm rows, and the
+        secondary rows of ``detectors`` (post-hoc detectors from the arrays, fitted on the
+        un-augmented ID training images; evaluation.detector_scores, cached in the run)."""
         sets = self.eval_sets()
-        logits, meta = extract(run / "checkpoint.pt", parts=("id_test",) + tuple(p for *_, p in sets),
-                               data_root=self.data_root, device=device, with_meta=True,
-                               splits=self.splits)
+        parts = ("id_test",) + tuple(p for *_, p in sets)
+        fit = (FIT_PART,) if any(detector_spec(d).fit for d in detectors) else ()
+        ckpt = run / "checkpoint.pt"
+        logits, meta = extract(ckpt, parts=parts + fit, data_root=self.data_root, device=device,
+                               with_meta=True, splits=self.splits)
         config = meta["config"]
         init = None
         if not METHODS[config["method"]].pretrains:
             init = self.runs_dir / name.split("/")[0] / PRETRAINED / "checkpoint.pt"
-        return R.make_record(name, config, logits, sets, run / "checkpoint.pt", init)
+        scores = None
+        if detectors:
+            loaded = load_checkpoint(ckpt)
+            scores = {d: detector_scores(ckpt, loaded, d, logits, parts, run / "logits",
+                                         data_root=self.data_root, device=device)
+                      for d in detectors}
+        return R.make_record(name, config, logits, sets, ckpt, init, scores)
 
-    def write_record(self, name: str, records, device: str = "cpu") -> dict:
-        """Compute a finished run's record and write it (unchanged content is not rewritten)."""
-        return R.store(self.record(name, self.runs_dir / name, device), records)
+    def write_record(self, name: str, records, device: str = "cpu", detectors=()) -> dict:
+        """Compute a finished run's record and write it (unchanged content is not rewritten;
+        without ``detectors``, the secondary rows of its record of the same checkpoint are
+        kept, records.keep_extra)."""
+        new = self.record(name, self.runs_dir / name, device, detectors)
+        old = None
+        if not detectors:
+            try:
+                old = self.read_record(name, records)
+            except UserError:              # another format or other sets: rewritten whole
+                old = None
+        return R.store(R.keep_extra(new, old), records)
 
     def read_record(self, name: str, records) -> dict | None:
         """A committed record, checked against this evaluation; None when there is none."""
@@ -260,18 +282,19 @@ class Study:
                 pass
         return keep
 
-    def evaluate(self, results_dir, device: str = "cpu") -> dict:
+    def evaluate(self, results_dir, device: str = "cpu", detectors=()) -> dict:
         """results.csv, norms.csv and shortcut.csv (module doc) for the finished runs: from
         each run's checkpoint where it is here (its record written or refreshed in
-        ``results_dir/records``), from its committed record otherwise."""
+        ``results_dir/records``, with the secondary rows of ``detectors``), from its
+        committed record otherwise."""
         results_dir = Path(results_dir)
         records = results_dir / "records"
         rows, norms = [], []
         for name, run in self.runs():
-            rec = self.write_record(name, records, device) if finished(run) else \
+            rec = self.write_record(name, records, device, detectors) if finished(run) else \
                 self.read_record(name, records)
             if rec is not None:
-                rows += rec["rows"]
+                rows += R.rows_of(rec)
                 norms.append(rec["norms"])
         sets = self.eval_sets()
         rows += reference_rows(self.splits(), self.grid().pretrain_config().resolved(), sets)

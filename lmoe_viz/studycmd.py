@@ -11,6 +11,7 @@ from .batchnorm import BN_REGIMES
 from .bntable import bn_table
 from .claims import ADAPTIVE_MODES, write_claims
 from .config import OUTLIERS
+from . import detectors as D
 from .data.presets import PRESETS
 from .errors import UserError
 from .io import atomic_write_text
@@ -53,6 +54,10 @@ def add_parser(sub) -> None:
                         "and 5 then keep their minimum units")
     p.add_argument("--evaluate-only", action="store_true",
                    help="train nothing; evaluate the finished runs and write the verdicts")
+    p.add_argument("--detectors", nargs="+", default=[], metavar="D",
+                   help="secondary rows of these post-hoc detectors (pytorch-ood; those that run "
+                        "from features or logits, e.g. mahalanobis vim knn), in conventions ours "
+                        "and openood, computed at evaluation from each checkpoint (records.py)")
     p.add_argument("--bn-table", action="store_true",
                    help="instead of the grid: each model under each BatchNorm regime (alpha 1, "
                         "seed 0), as trained and recalibrated, to bn_table.csv/.md")
@@ -87,6 +92,11 @@ def check_args(args) -> None:
                             "models and 2 units (its interval needs df >= 1); pass 2 or more")
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    for name in args.detectors:
+        if D.detector_spec(name).needs not in D.FROM_ARRAYS:
+            raise UserError(f"--detectors {name}: it runs the network on every image of every "
+                            "run; the study takes the detectors that run from features or logits "
+                            f"({', '.join(n for n, d in D.DETECTORS.items() if d.needs in D.FROM_ARRAYS)})")
     if args.pilot is not None and args.pilot < 2:
         raise UserError(f"--pilot {args.pilot}: a power analysis needs at least 2 units; pass 2 or more")
 
@@ -116,7 +126,7 @@ def cmd_study(args) -> int:
     if not args.evaluate_only:
         print(study.run(jobs=args.jobs, log=lambda s: print(s, flush=True), max_runs=args.max_runs,
                         units=args.pilot, core_only=args.pilot_core_only, records=results / "records"))
-    paths = study.evaluate(results)
+    paths = study.evaluate(results, detectors=tuple(args.detectors))
     paths.update(write_claims(results, study.alphas, study.expected(), study.preset))
     if args.pilot is not None:
         paths.update(write_power(study, results))

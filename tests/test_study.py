@@ -180,6 +180,41 @@ def test_study_cli_trains_evaluates_resumes_and_refuses_another_design(tmp_path,
     assert json.loads(before)["units"] == 2
 
 
+@pytest.mark.slow
+def test_secondary_detector_rows_are_evaluates_numbers_and_survive_a_plain_evaluation(tmp_path, capsys):
+    """``--detectors``: each finished run's record gains rows of each detector in conventions
+    ours and openood (and MSP in openood), equal to `lmoe-viz evaluate` on the checkpoint;
+    they reach results.csv and the secondary tests; a later evaluation without the option
+    keeps them, and the records' primary rows do not move."""
+    from lmoe_viz.evaluation import evaluate_checkpoint
+    args = ["study", "--preset", "digits", "--out", str(tmp_path), "--pretrained-models", "2",
+            "--units", "2", "--extra-units", "2", "--alphas", "1", "3", "--lc-modes", "norm",
+            "--pretrain-epochs", "1", "--finetune-epochs", "1", "--limit-batches", "2"]
+    assert main(args + ["--max-runs", "2"]) == 0
+    res_dir = tmp_path / "results"
+    plain = {p: p.read_text() for p in (res_dir / "records").rglob("*.json")}
+    assert main(args + ["--evaluate-only", "--detectors", "mahalanobis"]) == 0
+    capsys.readouterr()
+    res = pd.read_csv(res_dir / "results.csv")
+    maha = res[res.score == "mahalanobis"]
+    assert set(maha.metric_convention) == {"ours", "openood"}
+    assert set(res[res.score == "msp"].metric_convention) == {"ours", "mixoe", "openood"}
+    assert maha["run"].nunique() == 2 + 2 and set(maha.ood_set) == set(res[res.score == "msp"].ood_set)
+    run = "p0/ce_s0_bn-id-stats"
+    row = maha[(maha.run == run) & (maha.ood_set == "heldout-classes") & (maha.metric_convention == "ours")]
+    ref = evaluate_checkpoint(tmp_path / "runs" / run / "checkpoint.pt", score="mahalanobis")
+    assert row["auroc"].item() == pytest.approx(ref["auroc"], abs=1e-12)
+    for path, text in plain.items():              # the primary rows did not move
+        rec = json.loads(path.read_text())
+        assert rec["rows"] == json.loads(text)["rows"] and rec["extra"]["detectors"] == ["mahalanobis"]
+    v = pd.read_csv(res_dir / "claims_verdicts.csv")
+    assert (v[~v.primary]["score"] == "mahalanobis").any()
+    with_extra = {p: p.read_text() for p in plain}
+    assert main(args + ["--evaluate-only"]) == 0          # without --detectors: kept
+    assert {p: p.read_text() for p in plain} == with_extra
+    assert (pd.read_csv(res_dir / "results.csv").score == "mahalanobis").sum() == len(maha)
+
+
 @pytest.mark.parametrize("extra,msg", [
     (["--alphas", "0", "1"], "--alphas must be > 0"),
     (["--alphas", "0.3", "3"], "lacks 1"),
@@ -187,7 +222,9 @@ def test_study_cli_trains_evaluates_resumes_and_refuses_another_design(tmp_path,
     (["--units", "1"], "--units 1: a test needs at least 2"),
     (["--pretrained-models", "1"], "--pretrained-models 1"),
     (["--preset", "bird"], "the study runs on the embedded presets"),
-    (["--extra-units", "25"], "--extra-units 25 exceeds --units 20")])
+    (["--extra-units", "25"], "--extra-units 25 exceeds --units 20"),
+    (["--detectors", "odin"], "--detectors odin: it runs the network"),
+    (["--detectors", "mahalanobys"], "unknown score or detector 'mahalanobys'")])
 def test_study_bad_input_is_one_line_and_trains_nothing(tmp_path, capsys, extra, msg):
     assert main(["study", "--preset", "digits", "--out", str(tmp_path / "s"), *extra]) == 2
     err = capsys.readouterr().err.strip()
