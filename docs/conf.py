@@ -28,6 +28,8 @@ exclude_patterns = ["_build", "**/.ipynb_checkpoints"]
 templates_path = ["_templates"]
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
+# option names stay as typed: "--bn", not an en dash
+smartquotes = False
 suppress_warnings = ["myst.header"]    # the notebooks' own heading levels (# title, ### ...)
 
 # -- notebooks: rendered from the outputs `lmoe-viz reproduce` saved ---------------------------
