@@ -108,6 +108,22 @@ def test_a_data_root_given_is_used_or_refused_never_replaced(tmp_path, fashion_d
     assert not (tmp_path / "p").exists()
 
 
+def test_an_earlier_download_is_found_where_it_was_put(tmp_path, fashion_dir, monkeypatch):
+    """Without --data-root, the copy torchvision downloaded into ~/.cache/lmoe_viz is one of
+    the places searched (after $LMOE_VIZ_FASHION_DIR and Debian's folder), not re-fetched."""
+    import shutil
+
+    from lmoe_viz.data import fashion
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LMOE_VIZ_FASHION_DIR", raising=False)
+    monkeypatch.setattr(fashion, "DEBIAN_DIR", tmp_path / "no-debian")
+    assert fashion.locate(None) is None
+    raw = tmp_path / "home" / ".cache" / "lmoe_viz" / "FashionMNIST" / "raw"
+    shutil.copytree(fashion_dir, raw)
+    assert fashion.locate(None) == raw
+    assert fashion.load(None, download=False)[1] == str(raw)
+
+
 def test_wrong_architecture_init_and_other_run_in_out(tmp_path, fashion_dir, digits_pretrained, capsys):
     _fails(["finetune", "--preset", "fashion-mnist", "--data-root", str(fashion_dir),
             "--init", str(digits_pretrained), "--method", "oe", "--out", str(tmp_path / "f")],

@@ -27,7 +27,9 @@ FIX = ("pass --data-root DIR holding the four Fashion-MNIST idx files, or "
 
 
 def candidate_dirs(data_root) -> list[Path]:
-    """The folders searched, in order: only those under ``data_root`` when it is given."""
+    """The folders searched, in order: only those under ``data_root`` when it is given; else
+    ``$LMOE_VIZ_FASHION_DIR``, Debian's folder, then the earlier download's (``_download``),
+    so a downloaded copy is found (and digested, protocols.inputs_digest) as any other."""
     if data_root:
         root = Path(data_root)
         return [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
@@ -36,7 +38,13 @@ def candidate_dirs(data_root) -> list[Path]:
     if env:
         dirs.append(Path(env))
     dirs.append(DEBIAN_DIR)
+    dirs.append(download_root(None) / "FashionMNIST" / "raw")     # where _download puts it
     return dirs
+
+
+def download_root(data_root) -> Path:
+    """Where torchvision's download goes: ``data_root``, else ``~/.cache/lmoe_viz``."""
+    return Path(data_root) if data_root else Path.home() / ".cache" / "lmoe_viz"
 
 
 def _find(d: Path, stem: str) -> Path | None:
@@ -90,7 +98,7 @@ def load(data_root=None, download: bool = True):
 
 
 def _download(data_root) -> Path | None:
-    root = Path(data_root) if data_root else Path.home() / ".cache" / "lmoe_viz"
+    root = download_root(data_root)
     try:
         from torchvision.datasets import FashionMNIST
         FashionMNIST(str(root), train=True, download=True)

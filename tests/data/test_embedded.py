@@ -37,9 +37,11 @@ def test_fashion_from_local_idx_files(fashion_dir):
 
 def test_fashion_missing_and_corrupt(tmp_path, monkeypatch):
     monkeypatch.setattr(fashion, "DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))        # no earlier download either
     with pytest.raises(UserError, match="Fashion-MNIST not found under --data-root .*empty"):
         fashion.load(tmp_path / "empty", download=False)
-    with pytest.raises(UserError, match="Fashion-MNIST not found in .*nowhere; pass --data-root"):
+    with pytest.raises(UserError, match="Fashion-MNIST not found in .*nowhere, .*home/.cache/"
+                                        "lmoe_viz/FashionMNIST/raw; pass --data-root"):
         fashion.load(None, download=False)
     bad = tmp_path / "bad.gz"
     bad.write_bytes(b"not gzip")
