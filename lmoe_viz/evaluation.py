@@ -21,7 +21,7 @@ from .extract import extract
 from .io import array_digest, dict_hash, file_sha256
 from .metrics import METRIC_CONVENTIONS, metrics_row, oscr
 from .models import load_checkpoint, model_from_checkpoint
-from .runtime import DEVICES, resolve_device
+from .runtime import as_device
 from .scores import SCORES, score as score_of
 
 #: the part post-hoc detectors are fitted on (data/protocols.id_train_fit)
@@ -41,8 +41,6 @@ def evaluate_checkpoint(checkpoint, protocol: str = "holdout", score: str = "msp
     (batchnorm.recalibrate, a diagnostic). ``loaded``: the checkpoint already loaded
     (models.load_checkpoint), so it is not read twice."""
     id_part, ood_part = protocol_parts(protocol)
-    _score_spec(score, recalibrate_bn)             # a wrong score: one line, nothing read
-    loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
     res, meta, scores = _protocol_scores(checkpoint, loaded, protocol, score, data_root, device,
                                          cache_dir, aux_root, recalibrate_bn)
     row = {"checkpoint": str(Path(checkpoint)), "protocol": protocol,
@@ -62,9 +60,6 @@ def checkpoint_scores(checkpoint, protocol: str = "holdout", score: str = "msp",
     (higher = more ID; arguments in ``evaluate_checkpoint``'s order), the arrays it computes
     its metrics from, for figures and explorers (widgets.model_score_picker); cached as
     there."""
-    protocol_parts(protocol)
-    _score_spec(score, recalibrate_bn)
-    loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
     return _protocol_scores(checkpoint, loaded, protocol, score, data_root, device, cache_dir,
                             aux_root, recalibrate_bn)[2]
 
@@ -81,9 +76,11 @@ def _score_spec(score: str, recalibrate_bn: bool):
 
 def _protocol_scores(checkpoint, loaded, protocol, score, data_root, device, cache_dir, aux_root,
                      recalibrate_bn) -> tuple:
-    """(extracted parts, their meta, (ID scores, OOD scores)) of one checkpoint."""
+    """(extracted parts, their meta, (ID scores, OOD scores)) of one checkpoint; a wrong
+    protocol or score is one line before the checkpoint is read (``loaded``: None reads it)."""
     id_part, ood_part = protocol_parts(protocol)
     spec = _score_spec(score, recalibrate_bn)
+    loaded = loaded if loaded is not None else load_checkpoint(checkpoint)
     fit = (FIT_PART,) if spec is not None and spec.fit and spec.needs in D.FROM_ARRAYS else ()
     res, meta = extract(checkpoint, cache_dir=cache_dir, parts=(id_part, ood_part) + fit,
                         data_root=data_root, device=device, aux_root=aux_root, with_meta=True,
@@ -132,7 +129,7 @@ def detector_scores(checkpoint, loaded: dict, name: str, res: dict, parts, cache
     key = D.cache_key(sha, name, spec.params, fit_key or "")
     built: dict = {}
 
-    device = resolve_device(device) if device in DEVICES else device     # "auto" too
+    device = as_device(device)                     # "auto" too
 
     def run(p):
         if not built:

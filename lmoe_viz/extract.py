@@ -22,7 +22,7 @@ from .data import build_splits
 from .data.protocols import inputs_digest, part_dataset
 from .io import atomic_save, atomic_write_json, dict_hash, file_sha256, read_json
 from .models import load_checkpoint, model_from_checkpoint
-from .runtime import dist_info, resolve_device
+from .runtime import as_device, dist_info
 from .sampling import SAMPLE_SEED, sample_rows
 
 
@@ -106,7 +106,7 @@ def extract(checkpoint, cache_dir=None, parts=("id_test", "ood_test"), data_root
     runs of one preset and split build it once). ``loaded``: ``checkpoint`` already loaded
     (models.load_checkpoint; the CLI checks it first), so it is read once.
     """
-    device = resolve_device(device) if device in ("auto", "cpu", "cuda") else device
+    device = as_device(device)
     checkpoint = Path(checkpoint)
     ckpt = loaded if loaded is not None else load_checkpoint(checkpoint)
     cfg = RunConfig.from_dict(ckpt["config"])

@@ -21,6 +21,7 @@ from .evaluation import checkpoint_scores
 from .extract import extract
 from .logitsfile import file_scores, load_logits_file
 from .methods import MIXING, PRETRAINING, method_spec, model_label
+from .models import load_checkpoint
 from .scores import SCORES
 from .tables import results_table
 from .train import train
@@ -206,9 +207,12 @@ def figure_scores(runs: dict, names, device: str = "cpu", files: dict | None = N
         if name not in SCORES:
             detector_spec(name)            # an unknown name: one line, before any work
     names = [n for n in names if n not in SCORES]
-    out = {label: {n: checkpoint_scores(Path(run) / "checkpoint.pt", score=n, data_root=data_root,
-                                        device=device) for n in names}
-           for label, run in runs.items()}
+    out = {}
+    for label, run in runs.items():
+        ckpt = Path(run) / "checkpoint.pt"
+        loaded = load_checkpoint(ckpt) if names else None       # read once for every detector
+        out[label] = {n: checkpoint_scores(ckpt, score=n, data_root=data_root, device=device,
+                                           loaded=loaded) for n in names}
     for label, path in (files or {}).items():
         data, out[label] = load_logits_file(path), {}
         for n in names:

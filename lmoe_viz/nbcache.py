@@ -88,7 +88,8 @@ class NotebookState:
         rec = self.record.get(nb)
         if not rec or rec.get("inputs") != digest:
             return False
-        if rec.get("copy") != self._copy(nb):      # absent, or rewritten since (a failed rerun)
+        copy = self._copy(nb)                      # absent, or rewritten since (a failed rerun)
+        if copy is None or rec.get("copy") != copy:
             return False
         now = outputs_state(self.out)
         return all(now.get(rel) == v for rel, v in rec.get("outputs", {}).items())

@@ -154,8 +154,7 @@ def pending(out, notebooks=NOTEBOOKS) -> list[str]:
         return list(notebooks)
     params, known = _checked_params(last["preset"], out, last["params"], notebooks)
     state, package = NotebookState(out), package_digest()
-    return [nb for nb in notebooks if not (out / "notebooks" / nb).is_file()
-            or not state.up_to_date(nb, inputs_digest(
+    return [nb for nb in notebooks if not state.up_to_date(nb, inputs_digest(
                 NOTEBOOK_DIR / nb, {k: v for k, v in params.items() if k in known[nb]}, out, package))]
 
 

@@ -68,6 +68,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+def as_device(device):
+    """``device`` as the training loop and extraction take it: a ``--device`` string
+    (DEVICES) resolved by ``resolve_device``, anything else (a torch.device, ``"cuda:1"``)
+    as given."""
+    return resolve_device(device) if device in DEVICES else device
+
+
 def dist_info() -> tuple[int, int]:
     """(rank, world size): (0, 1) outside a process group."""
     if dist.is_available() and dist.is_initialized():
