@@ -1,5 +1,6 @@
-"""The claims study's pre-registered analysis: the paper's claims 1-5 (PAPER.md) as one
-primary family of tests, fixed before the full runs; everything else is secondary.
+"""The claims study's pre-registered analysis: the paper's claims 1-5 (summarised in
+docs/guide/paper.md) as one primary family of tests, fixed before the full runs; everything
+else is secondary.
 
 Design (study.py). The **unit** of analysis is a (pretrained model, fine-tuning seed)
 pair: ``P`` pretrained models (pretraining seeds 0..P-1, split 0), and unit ``u`` fine-tunes
@@ -41,10 +42,19 @@ one-sided p of H0 "accuracy drops by 0.5 point or more", doubled); the refutatio
 Bonferroni over its two ways to fail, ``2 min(p_AUROC lower, p_inferiority)`` (H0
 "accuracy drops by less than 0.5 point", doubled). Both are in the verdicts file
 (``p_support``, ``p_refute``). **Holm** across the 7 hypotheses at 0.05 (a hypothesis with runs missing counts as p = 1: the family is always the 7
-pre-registered hypotheses). **Equivalence**: two one-sided tests (TOST, 0.05) against the
-margin, Holm-adjusted across the family too (H5: on AUROC).
+pre-registered hypotheses). **Equivalence**: two one-sided tests (TOST) against the
+margin, each one-sided at 0.05, not doubled (the usual TOST convention: equivalence is
+shown when the 90% interval lies inside the margin, while support needs the two-sided 95%
+one to exclude 0), Holm-adjusted across the family too (H5: on AUROC only; its accuracy
+effect and interval are reported beside the verdict).
 
-**Verdicts** (``verdict_of``): *not run yet* while any run of the test's design is missing
+**Units per test.** Claims 1, 2, 4 read the core units ``0..N-1`` (df = P - 1); claims 3 and
+5 read the extra units ``0..K-1`` only (K <= P: one unit per pretrained model, df = K - 1).
+H3's slope is MixOE's own dependence on alpha plus L_LC's: the slope without L_LC and the
+difference of the two slopes are secondary rows.
+
+**Verdicts** (``verdict_of``): *not run yet* while any unit of the test's design (unit
+``u``: seed ``u``, ``u`` below the tier's count) has no difference for an endpoint of the test
 (the interim effect is shown, never a verdict); otherwise *supported* when the Holm-
 adjusted p < 0.05 with the effect on the predicted side, *refuted* when on the other side
 (H5: AUROC lower, or accuracy shown to drop by more than 0.5 point); *no meaningful effect*
@@ -281,6 +291,16 @@ def verdict_of(p_holm: float, predicted_side: bool, p_equiv_holm: float, missing
     return "inconclusive"
 
 
+def missing_units(diffs: dict, expected: int) -> int:
+    """Units ``0..expected-1`` of the design (unit ``u`` has seed ``u``, module doc) without a
+    difference in every endpoint of ``diffs``: identities, not a count, so that a unit outside
+    the design never stands in for a missing one."""
+    seeds = [set(d.dropna().index.get_level_values("seed")) if d.notna().any() else set()
+             for d in diffs.values()]
+    present = set.intersection(*seeds) if seeds else set()
+    return sum(u not in present for u in range(int(expected)))
+
+
 def primary_verdicts(results: pd.DataFrame, norms: pd.DataFrame, alphas, expected: dict) -> pd.DataFrame:
     """One row per primary hypothesis: n, effect, 95% interval, p, Holm-adjusted p, the
     equivalence p, and the verdict. ``expected``: {tier: number of units of the design};
@@ -288,20 +308,21 @@ def primary_verdicts(results: pd.DataFrame, norms: pd.DataFrame, alphas, expecte
     t = primary_tables(results, norms, alphas)
     rows = []
     for h in PRIMARY:
-        r = test_hypothesis(h, primary_differences(h, t))
+        diffs = primary_differences(h, t)
+        r = test_hypothesis(h, diffs)
         r["p"] = float(np.fmin(r["p_support"], r["p_refute"]))
         r["predicted_side"] = bool(r["p_support"] <= r["p_refute"])
         rows.append({"claim": h.claim, "hypothesis": h.id, "statement": h.statement,
                      "primary": True, "endpoint": h.endpoint, "contrast": h.contrast,
                      "mode": h.mode, "predicted": "higher" if h.direction > 0 else "lower",
                      "margin": MARGINS["auroc" if h.endpoint == "auroc+accuracy" else h.endpoint],
-                     "units_expected": expected[h.tier], **r})
+                     "units_expected": expected[h.tier],
+                     "units_missing": missing_units(diffs, expected[h.tier]), **r})
     df = pd.DataFrame(rows)
-    complete = df["n"] >= df["units_expected"]
+    complete = df["units_missing"] == 0
     p = np.where(complete, df["p"], 1.0)
     df["p_holm"] = holm(p)
     df["p_equiv_holm"] = holm(np.where(complete, df["p_equiv"], 1.0))
-    df["units_missing"] = (df["units_expected"] - df["n"]).clip(lower=0).astype(int)
     df["verdict"] = [verdict_of(ph, side, pe, miss) for ph, side, pe, miss in
                      zip(df["p_holm"], df["predicted_side"], df["p_equiv_holm"], df["units_missing"])]
     return df
@@ -356,6 +377,11 @@ def secondary_tests(results: pd.DataFrame, norms: pd.DataFrame, alphas) -> pd.Da
             add("accuracy slope over ln(alpha), w/ L_LC (trade-off)", "accuracy_slope",
                 slope(r, "accuracy", "lc-fixed", alphas), where, -1, claim="3",
                 contrast="slope over ln(alpha)")
+            with_lc, without = (slope(r, "auroc", v, alphas) for v in ("lc-fixed", "no-lc"))
+            add("AUROC slope over ln(alpha), without L_LC (MixOE's own)", "auroc_slope", without,
+                where, 0, claim="3", contrast="slope over ln(alpha), without L_LC")
+            add("AUROC slope over ln(alpha), w/ L_LC - without", "auroc_slope",
+                with_lc - without, where, +1, claim="3", contrast="slope w/ L_LC - slope without")
             for m in MIXING:
                 add(f"L_LC effect on ID accuracy, {m}", "accuracy",
                     contrast(r, "accuracy", lc, no, methods=(m,)), where, 0, claim="1",
@@ -403,7 +429,7 @@ def claim_table(results: pd.DataFrame, norms: pd.DataFrame, alphas, expected: di
 def write_claims(results_dir, alphas, expected: dict, preset: str = "") -> dict:
     """claims_verdicts.csv and claims.md from results.csv / norms.csv in ``results_dir``."""
     results_dir = Path(results_dir)
-    results = pd.read_csv(results_dir / "results.csv")
+    results = pd.read_csv(results_dir / "results.csv", low_memory=False)
     norms = pd.read_csv(results_dir / "norms.csv")
     table = claim_table(results, norms, alphas, expected)
     paths = {"verdicts": results_dir / "claims_verdicts.csv", "md": results_dir / "claims.md"}
@@ -426,19 +452,26 @@ def verdict_cell(r) -> str:
     return r["verdict"]
 
 
+def effect_text(r) -> str:
+    """``effect [95% CI]`` of a verdicts row; for H5 also the ID accuracy effect (points) and
+    its interval, which its verdict reads only through non-inferiority."""
+    if pd.isna(r["effect"]):
+        return ""
+    eff = f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
+    if r["endpoint"] == "auroc+accuracy" and not pd.isna(r["accuracy_effect"]):
+        eff += (f"; acc. {r['accuracy_effect']:+.2f} [{r['accuracy_ci_low']:+.2f}, "
+                f"{r['accuracy_ci_high']:+.2f}] pt")
+    return eff
+
+
 def primary_markdown(table: pd.DataFrame) -> str:
     """The primary family as a Markdown table: effect, 95% CI, p, Holm p, n, verdict."""
     p = table[table["primary"] == True]   # noqa: E712 - a column of bools read back from CSV
     lines = ["| H | claim | contrast (holdout, MSP) | n (models) | effect [95% CI] | p | p Holm "
              "| verdict |", "|---|---|---|---|---|---|---|---|"]
     for _, r in p.iterrows():
-        eff = "" if pd.isna(r["effect"]) else \
-            f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
-        if r["endpoint"] == "auroc+accuracy" and not pd.isna(r["accuracy_effect"]):
-            eff += (f"; acc. {r['accuracy_effect']:+.2f} [{_fmt(r['accuracy_ci_low'], 3)}, "
-                    f"{_fmt(r['accuracy_ci_high'], 3)}]")
         lines.append(f"| {r['hypothesis']} | {r['statement']} | {r['contrast']}, {r['predicted']}"
-                     f" | {int(r['n'])} ({int(r['n_models'])}) | {eff} | {_fmt(r['p'], 3)} | "
+                     f" | {int(r['n'])} ({int(r['n_models'])}) | {effect_text(r)} | {_fmt(r['p'], 3)} | "
                      f"{'' if r['verdict'] == 'not run yet' else _fmt(r['p_holm'], 3)} | {verdict_cell(r)} |")
     return "\n".join(lines) + "\n"
 
@@ -460,8 +493,8 @@ def verdict_markdown(table: pd.DataFrame, preset: str = "") -> str:
 
 def side_by_side_markdown(tables: dict) -> str:
     """The primary verdicts of several presets side by side ({preset: claims_verdicts table}):
-    per hypothesis and preset, the effect with its 95% interval, the Holm-adjusted p, n units
-    (pretrained models) and the verdict."""
+    per hypothesis and preset, the effect with its 95% interval (H5: and accuracy's), the
+    Holm-adjusted p, n units (pretrained models) and the verdict."""
     presets = list(tables)
     head = "| H | claim | " + " | ".join(presets) + " |"
     lines = [head, "|---|---|" + "---|" * len(presets)]
@@ -473,8 +506,7 @@ def side_by_side_markdown(tables: dict) -> str:
                 cells.append("")
                 continue
             r = prim[p].loc[h.id]
-            eff = "" if pd.isna(r["effect"]) else \
-                f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}], "
+            eff = effect_text(r) + ", " if effect_text(r) else ""
             holm_p = "" if r["verdict"] == "not run yet" else f"p Holm {_fmt(r['p_holm'], 3)}, "
             cells.append(f"**{verdict_cell(r)}**: {eff}{holm_p}n {int(r['n'])} ({int(r['n_models'])})")
         lines.append(f"| {h.id} | {h.statement} | " + " | ".join(cells) + " |")

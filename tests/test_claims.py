@@ -118,6 +118,23 @@ def test_missing_runs_are_not_run_yet_with_their_count_and_count_as_p_one_in_hol
     assert set(none["verdict"]) == {"not run yet"} and (none["units_missing"] == none["units_expected"]).all()
 
 
+def test_a_unit_outside_the_design_never_stands_in_for_a_missing_one():
+    res, norms = _results(units=11)            # units 0..10; the design's core is 0..9
+    v = _verdicts(res[res.seed != 7], norms)   # 10 units, but unit 7 of the design is absent
+    assert v.loc["H1", "n"] == 10 and v.loc["H1", "units_missing"] == 1
+    assert v.loc["H1", "verdict"] == "not run yet" and v.loc["H1", "p_holm"] == 1.0
+    assert v.loc["H3", "units_missing"] == 0 and v.loc["H3", "verdict"] == "supported"
+
+
+def test_side_by_side_names_the_verdict_and_h5s_accuracy():
+    v = C.primary_verdicts(*_results(mode_acc=-0.3), ALPHAS, EXPECTED)
+    md = C.side_by_side_markdown({"digits": v, "fashion-mnist": v.iloc[:0]})
+    h5 = [line for line in md.splitlines() if line.startswith("| H5-norm |")][0]
+    acc = v.set_index("hypothesis").loc["H5-norm", "accuracy_effect"]
+    assert acc == pytest.approx(-0.3, abs=0.05) and f"acc. {acc:+.2f} [" in h5 and "] pt," in h5
+    assert "**supported**" in h5 and h5.endswith("|  |")          # the other preset: empty
+
+
 def test_pooling_needs_both_methods_of_a_unit():
     res, _ = _results(units=2, models=2)
     lc, no = {"variant": "lc-fixed", "alpha": 1.0}, {"variant": "no-lc", "alpha": 1.0}
@@ -141,6 +158,10 @@ def test_claim_table_and_files(tmp_path):
     assert t.loc[~t["primary"], "p_holm"].isna().all()
     sec = t[~t["primary"]]
     assert {"energy"} <= set(sec["score"]) and "oe - CE fine-tune" in set(sec["statement"])
+    # H3's control: the slope without L_LC (0 here) and the difference of the slopes (+0.01)
+    slopes = sec.set_index("statement")["effect"]
+    assert slopes["AUROC slope over ln(alpha), without L_LC (MixOE's own)"] == pytest.approx(0, abs=0.002)
+    assert slopes["AUROC slope over ln(alpha), w/ L_LC - without"] == pytest.approx(0.01, abs=0.002)
     md = (tmp_path / "claims.md").read_text()
     assert md.count("| H") == 8 and "| H1 | L_LC raises AUROC |" in md and "supported" in md
 

@@ -24,6 +24,9 @@ def test_reproduce_digits_writes_every_artifact(tmp_path):
         code = [c for c in executed.cells if c.cell_type == "code"]
         assert all(c.execution_count for c in code), nb
         assert not [o for c in code for o in c.outputs if o.output_type == "error"], nb
+        # each figure is displayed once: by plots.show, never again as the cell's value
+        assert not [c.source for c in code for o in c.outputs
+                    if o.output_type == "execute_result" and "image/png" in o.get("data", {})], nb
     figs = ["fig3_logit_norm_histograms", "fig4_logit_pca", "fig5_6_sample_logit_responses",
             "fig7_beta_distributions", "claims_primary", "claims_alpha", "claims_controls",
             "claims_logit_norms"]
