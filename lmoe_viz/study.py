@@ -228,10 +228,13 @@ class Study:
         un-augmented ID training images; evaluation.detector_scores, cached in the run)."""
         sets = self.eval_sets()
         parts = ("id_test",) + tuple(p for *_, p in sets)
-        fit = (FIT_PART,) if any(detector_spec(d).fit for d in detectors) else ()
         ckpt = run / "checkpoint.pt"
-        logits, meta = extract(ckpt, parts=parts + fit, data_root=self.data_root, device=device,
+        logits, meta = extract(ckpt, parts=parts, data_root=self.data_root, device=device,
                                with_meta=True, splits=self.splits)
+        if any(detector_spec(d).fit for d in detectors):    # cached apart: the test parts
+            logits = {**logits, **extract(ckpt, parts=(FIT_PART,),   # stay the evaluation's
+                                          data_root=self.data_root, device=device,
+                                          splits=self.splits)}
         config = meta["config"]
         init = None
         if not METHODS[config["method"]].pretrains:
