@@ -235,10 +235,22 @@ def to_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: LaTeX's special characters in text, and ``±``, replaced in one pass (latex_escape)
+LATEX_ESCAPES = str.maketrans({"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
+                               "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
+                               "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                               "±": r"$\pm$"})
+
+
+def latex_escape(value) -> str:
+    """``value`` as LaTeX text: each special character escaped once (LATEX_ESCAPES)."""
+    return str(value).translate(LATEX_ESCAPES)
+
+
 def to_latex(df: pd.DataFrame) -> str:
     """``df`` as a booktabs LaTeX tabular (two left-aligned columns, the rest right-aligned):
-    ``%``, ``_`` and ``±`` escaped, a ``**bold**`` cell set in bold."""
-    esc = lambda s: str(s).replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$")  # noqa: E731
+    every cell and header escaped (latex_escape), a ``**bold**`` cell set in bold."""
+    esc = latex_escape
     lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(df.columns) - 2) + "}", r"\toprule",
              " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]
     for row in df.itertuples(index=False):

@@ -81,3 +81,13 @@ def test_ascood_numbers_sit_only_beside_rows_of_their_protocol_and_convention():
             with_reference(rows.assign(protocol=protocol, metric_convention=convention), "car")
     with pytest.raises(UserError, match="no rows for 'bird'"):
         reference_table("bird")
+
+
+def test_latex_escapes_every_special_character_once():
+    df = pd.DataFrame({"model": ["A & B_1", "**95.50 ± 0.71**"], "run": ["50% {x} #2", "~^$\\"],
+                       "AUROC (%)": ["1", "2"]})
+    tex = T.to_latex(df).splitlines()
+    assert tex[2] == r"model & run & AUROC (\%) \\"
+    assert tex[4] == r"A \& B\_1 & 50\% \{x\} \#2 & 1 \\"
+    assert tex[5] == (r"\textbf{95.50 $\pm$ 0.71} & \textasciitilde{}\textasciicircum{}\$"
+                      r"\textbackslash{} & 2 \\")
