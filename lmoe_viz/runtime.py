@@ -118,29 +118,17 @@ def default_workers(preset_workers: int) -> int:
 
 
 def rng_state() -> dict:
-    """The torch (and, once CUDA is initialised, every CUDA device's), numpy (MT19937 keys,
-    position and cached Gaussian) and python (with ``gauss_next``) RNG states, as tensors,
-    numbers and lists a weights-only checkpoint can hold."""
+    """The torch, numpy (MT19937 keys and position) and python RNG states, as tensors, numbers
+    and lists a weights-only checkpoint can hold."""
     np_state = np.random.get_state()
-    py = random.getstate()
-    state = {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
-             "numpy_pos": int(np_state[2]), "numpy_gauss": [int(np_state[3]), float(np_state[4])],
-             "python": list(py[1]), "python_version": py[0],
-             "python_gauss": [] if py[2] is None else [float(py[2])]}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "numpy_pos": int(np_state[2]), "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0]}
 
 
 def set_rng_state(s: dict) -> None:
-    """Restore the states of rng_state. A checkpoint written before the cached Gaussians
-    were saved resets them; CUDA states are restored where as many devices are visible."""
+    """Restore the states of rng_state (numpy's cached Gaussian and python's gauss_next are
+    reset)."""
     torch.set_rng_state(s["torch"])
-    has_gauss, gauss = s.get("numpy_gauss", [0, 0.0])
-    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"],
-                         int(has_gauss), float(gauss)))
-    py_gauss = s.get("python_gauss") or [None]
-    random.setstate((s["python_version"], tuple(s["python"]), py_gauss[0]))
-    cuda = s.get("cuda")
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all(cuda)
+    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
+    random.setstate((s["python_version"], tuple(s["python"]), None))
