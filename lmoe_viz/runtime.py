@@ -128,7 +128,10 @@ def rng_state() -> dict:
 
 def set_rng_state(s: dict) -> None:
     """Restore the states of rng_state (numpy's cached Gaussian and python's gauss_next are
-    reset)."""
+    reset, and CUDA's generators are not saved: every training epoch reseeds all of them,
+    torch's on every device included (train._train_epoch, seed_everything), and a run
+    resumes at an epoch boundary, so no draw depends on them; saving them would change the
+    checkpoint's bytes, and so its sha256, against the committed records)."""
     torch.set_rng_state(s["torch"])
     np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"], 0, 0.0))
     random.setstate((s["python_version"], tuple(s["python"]), None))
