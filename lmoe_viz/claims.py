@@ -226,9 +226,10 @@ def slope(rows: pd.DataFrame, value: str, variant: str, alphas) -> pd.Series:
         if g["alpha"].nunique() == len(alphas):
             x, y = np.log(g["alpha"].astype(float).to_numpy()), g[value].to_numpy()
             out[key] = float(np.polyfit(x, y, 1)[0])
+    if not out:         # no complete unit: empty, with the units' index all the same
+        return pd.Series(dtype=float, index=pd.MultiIndex.from_tuples(
+            [], names=["pretrain_seed", "seed"]))
     s = pd.Series(out, dtype=float)
-    if s.empty:
-        return s
     s.index = s.index.set_names(["pretrain_seed", "seed", "method"])
     return _pooled(s)
 
@@ -291,6 +292,13 @@ def verdict_of(p_holm: float, predicted_side: bool, p_equiv_holm: float, missing
     return "inconclusive"
 
 
+def design_units(diffs: dict, expected: int) -> dict:
+    """``diffs`` restricted to the design's units ``0..expected-1`` (unit ``u`` has seed
+    ``u``): a unit outside the design never enters a primary test."""
+    return {k: d[d.index.get_level_values("seed") < expected] if len(d) else d
+            for k, d in diffs.items()}
+
+
 def missing_units(diffs: dict, expected: int) -> int:
     """Units ``0..expected-1`` of the design (unit ``u`` has seed ``u``, module doc) without a
     difference in every endpoint of ``diffs``: identities, not a count, so that a unit outside
@@ -308,7 +316,7 @@ def primary_verdicts(results: pd.DataFrame, norms: pd.DataFrame, alphas, expecte
     t = primary_tables(results, norms, alphas)
     rows = []
     for h in PRIMARY:
-        diffs = primary_differences(h, t)
+        diffs = design_units(primary_differences(h, t), expected[h.tier])
         r = test_hypothesis(h, diffs)
         r["p"] = float(np.fmin(r["p_support"], r["p_refute"]))
         r["predicted_side"] = bool(r["p_support"] <= r["p_refute"])
@@ -459,8 +467,9 @@ def effect_text(r) -> str:
         return ""
     eff = f"{_fmt(r['effect'])} [{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}]"
     if r["endpoint"] == "auroc+accuracy" and not pd.isna(r["accuracy_effect"]):
-        eff += (f"; acc. {r['accuracy_effect']:+.2f} [{r['accuracy_ci_low']:+.2f}, "
-                f"{r['accuracy_ci_high']:+.2f}] pt")
+        ci = "" if pd.isna(r["accuracy_ci_low"]) else \
+            f" [{r['accuracy_ci_low']:+.2f}, {r['accuracy_ci_high']:+.2f}]"
+        eff += f"; acc. {r['accuracy_effect']:+.2f}{ci} pt"
     return eff
 
 

@@ -121,9 +121,19 @@ def test_missing_runs_are_not_run_yet_with_their_count_and_count_as_p_one_in_hol
 def test_a_unit_outside_the_design_never_stands_in_for_a_missing_one():
     res, norms = _results(units=11)            # units 0..10; the design's core is 0..9
     v = _verdicts(res[res.seed != 7], norms)   # 10 units, but unit 7 of the design is absent
-    assert v.loc["H1", "n"] == 10 and v.loc["H1", "units_missing"] == 1
+    assert v.loc["H1", "n"] == 9 and v.loc["H1", "units_missing"] == 1   # unit 10 is not in it
     assert v.loc["H1", "verdict"] == "not run yet" and v.loc["H1", "p_holm"] == 1.0
     assert v.loc["H3", "units_missing"] == 0 and v.loc["H3", "verdict"] == "supported"
+
+
+def test_a_partial_alpha_grid_still_writes_its_claims(tmp_path):
+    res, norms = _results()
+    part = (res.variant == "no-lc") & np.isclose(res.alpha.astype(float), 3.0)
+    res[~part].to_csv(tmp_path / "results.csv", index=False)
+    norms.to_csv(tmp_path / "norms.csv", index=False)
+    t = pd.read_csv(C.write_claims(tmp_path, ALPHAS, EXPECTED)["verdicts"]).set_index("statement")
+    assert t.loc["AUROC slope over ln(alpha), w/ L_LC - without", "n"] == 0
+    assert t.loc["with L_LC, AUROC rises with alpha", "verdict"] == "supported"
 
 
 def test_side_by_side_names_the_verdict_and_h5s_accuracy():
