@@ -41,14 +41,15 @@ support p is the intersection-union test ``max(p_AUROC higher, p_non-inferiority
 one-sided p of H0 "accuracy drops by 0.5 point or more", doubled); the refutation p is
 Bonferroni over its two ways to fail, ``2 min(p_AUROC lower, p_inferiority)`` (H0
 "accuracy drops by less than 0.5 point", doubled). Both are in the verdicts file
-(``p_support``, ``p_refute``). **Holm** across the 7 hypotheses at 0.05 (a hypothesis with runs missing counts as
-p = 1: the family is always the 7 pre-registered hypotheses; Holm's adjusted p never rises
-when another p falls, so a verdict given while others are missing is conservative:
-supported or refuted stands, and inconclusive may still become either). **Equivalence**: two one-sided tests (TOST) against the
-margin, each one-sided at 0.05, not doubled (the usual TOST convention: equivalence is
-shown when the 90% interval lies inside the margin, while support needs the two-sided 95%
-one to exclude 0), Holm-adjusted across the family too (H5: on AUROC only; its accuracy
-effect and interval are reported beside the verdict).
+(``p_support``, ``p_refute``). **Holm** across the 7 hypotheses at 0.05 (a hypothesis with
+runs missing counts as p = 1: the family is always the 7 pre-registered hypotheses; Holm's
+adjusted p never rises when another p falls, so a verdict given while others are missing is
+conservative: supported or refuted stands, and inconclusive may still become either).
+**Equivalence**: two one-sided tests (TOST) against the margin, each one-sided at 0.05, not
+doubled (the usual TOST convention: equivalence is shown when the 90% interval lies inside
+the margin, while support needs the two-sided 95% one to exclude 0), Holm-adjusted across
+the family too (H5: on AUROC only; its accuracy effect and interval are reported beside the
+verdict).
 
 **Units per test.** Claims 1, 2, 4 read the core units ``0..N-1`` (df = P - 1); claims 3 and
 5 read the extra units ``0..K-1`` only (K <= P: one unit per pretrained model, df = K - 1).
@@ -517,7 +518,8 @@ def side_by_side_markdown(tables: dict) -> str:
                 cells.append("")
                 continue
             r = prim[p].loc[h.id]
-            eff = effect_text(r) + ", " if effect_text(r) else ""
+            eff = effect_text(r)
+            eff = eff + ", " if eff else ""
             holm_p = "" if r["verdict"] == "not run yet" else f"p Holm {_fmt(r['p_holm'], 3)}, "
             cells.append(f"**{verdict_cell(r)}**: {eff}{holm_p}n {int(r['n'])} ({int(r['n_models'])})")
         lines.append(f"| {h.id} | {h.statement} | " + " | ".join(cells) + " |")

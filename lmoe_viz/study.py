@@ -229,19 +229,17 @@ class Study:
         sets = self.eval_sets()
         parts = ("id_test",) + tuple(p for *_, p in sets)
         ckpt = run / "checkpoint.pt"
-        logits, meta = extract(ckpt, parts=parts, data_root=self.data_root, device=device,
-                               with_meta=True, splits=self.splits)
+        loaded = load_checkpoint(ckpt)                  # read once for every extraction
+        kw = dict(data_root=self.data_root, device=device, splits=self.splits, loaded=loaded)
+        logits, meta = extract(ckpt, parts=parts, with_meta=True, **kw)
         if any(detector_spec(d).fit for d in detectors):    # cached apart: the test parts
-            logits = {**logits, **extract(ckpt, parts=(FIT_PART,),   # stay the evaluation's
-                                          data_root=self.data_root, device=device,
-                                          splits=self.splits)}
+            logits = {**logits, **extract(ckpt, parts=(FIT_PART,), **kw)}   # stay the evaluation's
         config = meta["config"]
         init = None
         if not METHODS[config["method"]].pretrains:
             init = self.runs_dir / name.split("/")[0] / PRETRAINED / "checkpoint.pt"
         scores = None
         if detectors:
-            loaded = load_checkpoint(ckpt)
             scores = {d: detector_scores(ckpt, loaded, d, logits, parts, run / "logits",
                                          data_root=self.data_root, device=device)
                       for d in detectors}

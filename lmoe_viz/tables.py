@@ -250,13 +250,12 @@ def latex_escape(value) -> str:
 def to_latex(df: pd.DataFrame) -> str:
     """``df`` as a booktabs LaTeX tabular (two left-aligned columns, the rest right-aligned):
     every cell and header escaped (latex_escape), a ``**bold**`` cell set in bold."""
-    esc = latex_escape
     lines = [r"\begin{tabular}{" + "l" * 2 + "r" * (len(df.columns) - 2) + "}", r"\toprule",
-             " & ".join(esc(c) for c in df.columns) + r" \\", r"\midrule"]
+             " & ".join(latex_escape(c) for c in df.columns) + r" \\", r"\midrule"]
     for row in df.itertuples(index=False):
         cells = []
         for v in row:
-            s = esc(v)
+            s = latex_escape(v)
             if s.startswith("**") and s.endswith("**"):
                 s = r"\textbf{" + s[2:-2] + "}"
             cells.append(s)

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from lmoe_viz.io import atomic_write_text
+from lmoe_viz.tables import to_markdown
+
 ROOT = Path(__file__).resolve().parent
 CONTRASTS = ("L_LC effect, both methods", "Logit MixOE - MixOE without L_LC",
              "oe - CE fine-tune", "mixoe no-lc - CE fine-tune", "logit_mixoe no-lc - CE fine-tune",
@@ -22,35 +25,36 @@ CONTRASTS = ("L_LC effect, both methods", "Logit MixOE - MixOE without L_LC",
 PRIMARY = {"L_LC effect, both methods": "H1", "Logit MixOE - MixOE without L_LC": "H4"}
 
 
+def ci_text(effect, low, high) -> str:
+    """``+0.0126 [+0.0046, +0.0207]``: an effect and its 95% interval."""
+    return f"{effect:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+
 def table(preset: str) -> str:
     v = pd.read_csv(ROOT / preset / "claims_verdicts.csv")
     s = v[(~v["primary"]) & (v["protocol"] == "holdout") & (v["endpoint"] == "auroc")
           & (v["metric_convention"] == "ours") & (v["statement"].isin(CONTRASTS))]
-    cell = s.assign(text=[f"{e:+.4f} [{lo:+.4f}, {hi:+.4f}]" for e, lo, hi in
-                          zip(s["effect"], s["ci_low"], s["ci_high"])])
+    cell = s.assign(text=[ci_text(*e) for e in zip(s["effect"], s["ci_low"], s["ci_high"])])
     wide = cell.pivot_table(index="statement", columns="score", values="text", aggfunc="first")
     wide = wide.reindex([c for c in CONTRASTS if c in wide.index])
     for statement, h in PRIMARY.items():       # MSP's cell of a primary contrast: its test
         row = v[v["primary"] & (v["hypothesis"] == h)]
         if statement in wide.index and len(row):
             r = row.iloc[0]
-            wide.loc[statement, "msp"] = (f"{r['effect']:+.4f} [{r['ci_low']:+.4f}, "
-                                          f"{r['ci_high']:+.4f}] (primary {h})")
+            ci = ci_text(r["effect"], r["ci_low"], r["ci_high"])
+            wide.loc[statement, "msp"] = f"{ci} (primary {h})"
     n = int(s["n"].max()) if len(s) else 0
     head = (f"Secondary contrasts (unadjusted, never a verdict), preset {preset}: AUROC effect "
             f"[95% CI] on the held-out classes, convention `ours`, n = {n} units; one column per "
             "logit score or post-hoc detector (pytorch-ood 0.4, fitted on the un-augmented ID "
             "training images). Command: `python results/study_detectors.py "
             f"{preset}`, from `results/{preset}/claims_verdicts.csv`.\n\n")
-    cols = ["statement"] + list(wide.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join([i] + [str(wide.loc[i, c]) for c in wide.columns]) + " |"
-              for i in wide.index]
-    return head + "\n".join(lines) + "\n"
+    wide.columns.name = None
+    return head + to_markdown(wide.rename_axis("statement").reset_index())
 
 
 if __name__ == "__main__":
     preset = sys.argv[1] if len(sys.argv) > 1 else "digits"
     out = ROOT / preset / "study_detectors.md"
-    out.write_text(table(preset))
+    atomic_write_text(out, table(preset))
     print(out)
