@@ -134,9 +134,11 @@ def _noise(cfg, h):
     """feature_MixOE's post-mix noise (module doc); torch's RNG, seeded per epoch."""
     if cfg.mix_noise == "none":
         return h
-    # the two scalars drawn on h's device (no host copy inside a step)
+    # the two scalars drawn on h's device, unvalidated: a validated Beta checks its
+    # parameters with an `if` on a device tensor, a host sync per step
     b = torch.distributions.Beta(torch.full((2,), 2.0, device=h.device),
-                                 torch.full((2,), 5.0, device=h.device)).sample()
+                                 torch.full((2,), 5.0, device=h.device),
+                                 validate_args=False).sample()
     if cfg.mix_noise in ("multiplicative", "both"):
         h = h * (1 + cfg.noise_mult * b[1] * (2 * torch.rand_like(h) - 1))
     if cfg.mix_noise in ("additive", "both"):

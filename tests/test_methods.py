@@ -180,6 +180,22 @@ def test_post_mix_noise():
     assert objective(model, silent, 3, x, y, xo, 0.5)[0].item() == pytest.approx(ref, rel=1e-6)
 
 
+def test_post_mix_noise_branches_on_no_tensor_value(monkeypatch):
+    """The CPU side of test_gpu's sync check: a validated distribution tests its parameters
+    with torch._is_all_true (an `if` on a device tensor, a host sync on CUDA); the noisy
+    Logit MixOE w/ L_LC objective never calls it. Fails if _noise validates its Beta."""
+    def refuse(*a, **k):
+        raise AssertionError("a host branch on a tensor value inside a step")
+    model = _eval_model()
+    x, y, xo = torch.randn(3, 1, 8, 8), torch.tensor([0, 1, 2]), torch.randn(3, 1, 8, 8)
+    cfg = RunConfig(method="logit_mixoe", lc=True, mix_layer="layer2", mix_noise="both").resolved()
+    torch.manual_seed(0)
+    expected = objective(model, cfg, 3, x, y, xo, 0.5)[0].item()
+    monkeypatch.setattr(torch, "_is_all_true", refuse)
+    torch.manual_seed(0)
+    assert objective(model, cfg, 3, x, y, xo, 0.5)[0].item() == expected   # same draws
+
+
 @pytest.mark.parametrize("method,batching,calls", [
     ("logit_mixoe", "joint", 1), ("logit_mixoe", "separate", 3), ("mixoe", "joint", 1),
     ("mixoe", "separate", 3)])

@@ -11,17 +11,24 @@ run's name. WebVision outliers (millions of images) keep their decode path.
 The cache lives in ``<cache home>/resized/`` (io.cache_home: ``$LMOE_VIZ_CACHE``), keyed
 by the images' relative paths (the info files' content), each file's size and
 modification time, the resize and the torchvision and Pillow versions. It is built in
-parallel into a ``.partial`` file, renamed when complete, and only then described by its
-``.json``: an interrupted or unreadable build is never trusted (it is rebuilt). A folder
-that cannot be written, or a disk without room for it, is refused in one line before
-anything trains.
+parallel into a ``.partial`` file of its own (its whole size reserved on the disk first,
+so a disk that fills up is an error before any row is written, never a crash mid-build),
+renamed when complete, and only then described by its ``.json``: an interrupted build, or a
+cache file that cannot be read, is never trusted (it is rebuilt). Builders of one cache
+(DDP ranks, a local sweep, array jobs on one shared folder) take turns under an exclusive
+lock on ``<key>.lock``: the first builds, the others wait and then read what it built. A
+folder that cannot be written, or a disk without room for it, is refused in one line
+before anything trains.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -89,7 +96,11 @@ class ResizedImages:
         self.file = self.folder / f"{self.key}.u8"
         self.meta = self.folder / f"{self.key}.json"
         if not self._complete():
-            self._build(workers or min(os.cpu_count() or 1, 8), progress)
+            self._check_writable()
+            with self._lock():
+                if not self._complete():       # another builder may have finished meanwhile
+                    self._check_free()
+                    self._build(workers or min(os.cpu_count() or 1, 8), progress)
         self._arr = None
 
     @property
@@ -97,20 +108,39 @@ class ResizedImages:
         return int(np.prod(self.shape))
 
     def _complete(self) -> bool:
+        """Described by its .json, of the right size, and readable at both ends."""
         try:
             meta = json.loads(self.meta.read_text())
-            return meta.get("shape") == list(self.shape) and self.file.stat().st_size == self.nbytes
+            if meta.get("shape") != list(self.shape) or self.file.stat().st_size != self.nbytes:
+                return False
+            with open(self.file, "rb") as f:
+                first = f.read(1)
+                f.seek(self.nbytes - 1)
+                return len(first) == 1 and len(f.read(1)) == 1
         except (OSError, ValueError):
             return False
 
+    @contextmanager
+    def _lock(self):
+        """Exclusive among the processes building this cache (module doc); says when it waits."""
+        with open(self.folder / f"{self.key}.lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"--decode cached: another process is building {self.file.name}; waiting for it",
+                      flush=True)
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
     def _build(self, workers: int, progress: bool) -> None:
-        self._check_room()
-        partial = self.file.with_suffix(".partial")
+        partial = self.file.with_name(f"{self.file.stem}.partial-{os.getpid()}")
         print(f"--decode cached: resizing {len(self.paths):,} ID images to {self.resize} px once, "
               f"{self.nbytes / 2**30:.2f} GiB in {self.folder}", flush=True)
         try:
-            with open(partial, "wb") as f:
-                f.truncate(self.nbytes)
+            _reserve(partial, self.nbytes)
             tasks = [(str(partial), self.shape, self.paths[i:i + CHUNK], i, self.resize)
                      for i in range(0, len(self.paths), CHUNK)]
             bar = _bar(progress, len(self.paths))
@@ -125,15 +155,16 @@ class ResizedImages:
             if bar:
                 bar.close()
             os.replace(partial, self.file)
-        except OSError as exc:
+        except (OSError, BrokenProcessPool) as exc:     # a worker killed (SIGBUS, OOM) is the latter
             partial.unlink(missing_ok=True)
-            raise UserError(f"could not build the image cache in {self.folder} ({exc.strerror or exc}); "
+            why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+            raise UserError(f"could not build the image cache in {self.folder} ({why}); "
                             f"it needs {self.nbytes / 2**30:.2f} GiB: free space there or set "
                             "LMOE_VIZ_CACHE to another folder, or use --decode pil") from None
         atomic_write_text(self.meta, json.dumps({"shape": list(self.shape), "resize": self.resize,
                                                  "images": len(self.paths)}) + "\n")
 
-    def _check_room(self) -> None:
+    def _check_writable(self) -> None:
         need = self.nbytes
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -144,6 +175,9 @@ class ResizedImages:
             raise UserError(f"--decode cached: cache folder {self.folder} is not writable; it needs "
                             f"{need / 2**30:.2f} GiB: set LMOE_VIZ_CACHE to a writable folder or use "
                             "--decode pil") from None
+
+    def _check_free(self) -> None:
+        need = self.nbytes
         free = shutil.disk_usage(self.folder).free
         if free < need:
             raise UserError(f"--decode cached: {self.folder} has {free / 2**30:.2f} GiB free, the cache "
@@ -153,11 +187,25 @@ class ResizedImages:
     def image(self, path):
         """The resized image of ``path`` as a PIL image (the rest of the pipeline follows)."""
         if self._arr is None:           # opened lazily: each loader worker maps it itself
-            self._arr = np.memmap(self.file, dtype=np.uint8, mode="r", shape=self.shape)
+            try:
+                self._arr = np.memmap(self.file, dtype=np.uint8, mode="r", shape=self.shape)
+            except OSError as exc:
+                raise UserError(f"--decode cached: cannot read {self.file} ({exc.strerror or exc}); "
+                                "delete it to rebuild it, or use --decode pil") from None
         return Image.fromarray(np.asarray(self._arr[self.index[Path(path)]]))
 
     def __getstate__(self):             # loader workers get the description, not the map
         return {**self.__dict__, "_arr": None}
+
+
+def _reserve(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` allocated on the disk (posix_fallocate: ENOSPC now,
+    rather than SIGBUS in a worker writing through the map of a sparse file)."""
+    with open(path, "wb") as f:
+        if hasattr(os, "posix_fallocate"):
+            os.posix_fallocate(f.fileno(), 0, nbytes)
+        else:                               # macOS: sparse; the free-space check came first
+            f.truncate(nbytes)
 
 
 def _bar(enabled: bool, total: int):

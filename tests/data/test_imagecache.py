@@ -81,3 +81,85 @@ def test_an_unwritable_or_full_cache_folder_is_one_line(tree, tmp_path, monkeypa
 def test_cached_is_refused_for_the_embedded_presets():
     with pytest.raises(UserError, match="--decode cached applies to the paper presets"):
         RunConfig(preset="digits", decode="cached").resolved()
+
+
+def _built(tree):
+    """One cache built on the fake tree, and its files moved aside (as if still to build)."""
+    cache = build_splits(_cfg(tree, "cached").resolved()).id_train.cache
+    aside = {f: f.read_bytes() for f in (cache.file, cache.meta)}
+    for f in aside:
+        f.unlink()
+    return cache, aside
+
+
+def test_a_second_builder_waits_for_the_first_and_reads_its_cache(tree, monkeypatch, capsys):
+    """Builders take turns under the lock and re-check after it: one waiting while another
+    builds (the test holds the lock, then writes the finished files) builds nothing."""
+    import fcntl
+    import threading
+    cache, aside = _built(tree)
+    calls = []
+    monkeypatch.setattr(ResizedImages, "_build", lambda self, *a: calls.append(1))
+    with open(cache.folder / f"{cache.key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        t = threading.Thread(target=lambda: ResizedImages(cache.paths, cache.resize, progress=False,
+                                                          root=cache.folder.parent))
+        t.start()
+        t.join(1.0)
+        assert t.is_alive() and calls == []      # waiting, not building
+        for f, data in aside.items():           # the other builder finishes
+            f.write_bytes(data)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    t.join(10)
+    assert not t.is_alive() and calls == []
+    assert "another process is building" in capsys.readouterr().out
+
+
+def test_a_full_disk_or_a_killed_worker_is_one_line_and_leaves_nothing(tree, monkeypatch):
+    import errno
+    import os
+    from concurrent.futures.process import BrokenProcessPool
+    from lmoe_viz.data import imagecache
+    cache, _ = _built(tree)
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    with pytest.raises(UserError, match=r"could not build the image cache in .*No space left on device.*"
+                                        r"it needs .* GiB: free space there or set LMOE_VIZ_CACHE"):
+        ResizedImages(cache.paths, cache.resize, progress=False, root=cache.folder.parent)
+    monkeypatch.undo()
+
+    class Killed:                               # a worker dead of SIGBUS or the OOM killer
+        def __init__(self, *a):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def map(self, *a):
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+    monkeypatch.setattr(imagecache, "ProcessPoolExecutor", Killed)
+    with pytest.raises(UserError, match=r"could not build .*terminated abruptly"):
+        ResizedImages(cache.paths, cache.resize, workers=2, progress=False, root=cache.folder.parent)
+    left = sorted(p.name for p in cache.folder.glob(f"{cache.key}*") if p.suffix != ".lock")
+    assert left == []                            # no .partial, no .u8, no .json
+
+
+def test_a_cache_file_that_cannot_be_read_is_rebuilt(tree, monkeypatch):
+    import builtins
+    from lmoe_viz.data import imagecache
+    cache = build_splits(_cfg(tree, "cached").resolved()).id_train.cache
+
+    def unreadable(path, mode="r", *a, **k):
+        if str(path) == str(cache.file) and "r" in mode:
+            raise PermissionError(13, "Permission denied")
+        return builtins.open(path, mode, *a, **k)
+    monkeypatch.setattr(imagecache, "open", unreadable, raising=False)
+    calls = []
+    monkeypatch.setattr(ResizedImages, "_build", lambda self, *a: calls.append(1))
+    ResizedImages(cache.paths, cache.resize, progress=False, root=cache.folder.parent)
+    assert calls == [1]
