@@ -11,8 +11,10 @@ can be compared: the loader must supply at least 1.2x what the step consumes.
     python -m benchmarks.feed --device cuda            # one prepared run for a lent GPU
     python -m benchmarks.feed --tiny                   # the same code at a toy size (tests)
 
-Writes ``benchmarks/results/<machine>-feed.json`` (``--results``); each option's figures
-are printed as they are measured.
+Writes ``benchmarks/results/<machine>-feed.json`` (``--results``). Each option's figures
+are printed and written to ``<machine>-feed.partial.json`` as they are measured, and an
+option that fails (out of memory, a decode error) is named and left out, so a run stopped
+at a time limit keeps what it measured.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from lmoe_viz.data.build_info import build_info
 from lmoe_viz.train import train
 
 from .pipeline import write_jpegs
-from .report import Figure, Piece, cpu_cores, publish
+from .report import RESULTS_DIR, Figure, Piece, cpu_cores, machine_slug, publish
 
 #: (decode, augment) of each measured option
 OPTIONS = (("pil", "host"), ("tensor", "host"), ("cached", "host"), ("cached", "device"))
@@ -69,8 +71,12 @@ def write_release(root: Path, classes: int, per_class: int, size=(1024, 700)) ->
 
 
 def feed_piece(device: str = "cuda", image_size: int = 448, classes: int = 100, per_class: int = 6,
-               batch: int = 32, steps: int = 20, workers: int | None = None, tiny: bool = False) -> Piece:
+               batch: int = 32, steps: int = 20, workers: int | None = None, tiny: bool = False,
+               on_result=None) -> Piece:
+    """Every option's figures (module doc); each option's are passed to
+    ``on_result(tag, details)`` as soon as measured, and a failed option is left out."""
     workers = workers if workers is not None else max(cpu_cores() - 1, 0)
+    on_result = on_result or (lambda tag, d: None)
     figures, details = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -87,17 +93,13 @@ def feed_piece(device: str = "cuda", image_size: int = 448, classes: int = 100, 
                 cfg = RunConfig(method="logit_mixoe", lc=True, epochs=1, limit_batches=steps,
                                 decode=decode, augment=augment, init=str(pre / "checkpoint.pt"),
                                 **common)
-                r = cfg.resolved()
-                t0 = time.perf_counter()
-                splits = build_splits(r)                    # builds the cache (timed)
-                build_s = time.perf_counter() - t0
-                supply = _loader_rate(splits.id_train, batch, workers, steps)
-                m = train(cfg, root / tag.replace("/", "_"), progress=False)
-                out_dir = root / tag.replace("/", "_")
-                hist = json.loads((out_dir / "metrics.json").read_text())["history"]
-                consumed = batch * m["steps"] / max(sum(h["train_seconds"] for h in hist), 1e-9)
-                details[tag] = {"cache_build_s": build_s, "loader_img_s": supply,
-                                "train_img_s": consumed, "steps": m["steps"]}
+                d = _guarded(tag, _measure_option, cfg, root / tag.replace("/", "_"), batch,
+                             workers, steps)
+                if d is None:
+                    continue
+                details[tag] = d
+                on_result(tag, d)
+                supply, consumed = d["loader_img_s"], d["train_img_s"]
                 print(f"[feed] {tag}: loader {supply:.0f} img/s on {workers} workers, training "
                       f"{consumed:.0f} ID img/s", flush=True)
                 figures += [
@@ -119,6 +121,31 @@ def feed_piece(device: str = "cuda", image_size: int = 448, classes: int = 100, 
                  ["CPU at a toy size: only shows the code runs"] if tiny else [])
 
 
+def _measure_option(cfg, out_dir: Path, batch: int, workers: int, steps: int) -> dict:
+    """One option: its cache's build time, the ID loader's images/s, the training's."""
+    t0 = time.perf_counter()
+    splits = build_splits(cfg.resolved())               # builds the cache (timed)
+    build_s = time.perf_counter() - t0
+    supply = _loader_rate(splits.id_train, batch, workers, steps)
+    m = train(cfg, out_dir, progress=False)
+    hist = json.loads((out_dir / "metrics.json").read_text())["history"]
+    consumed = batch * m["steps"] / max(sum(h["train_seconds"] for h in hist), 1e-9)
+    return {"cache_build_s": build_s, "loader_img_s": supply, "train_img_s": consumed,
+            "steps": m["steps"]}
+
+
+def _guarded(tag: str, fn, *args):
+    """``fn(*args)``, or None when the option fails at run time: one line names it."""
+    from lmoe_viz.errors import UserError
+    try:
+        return fn(*args)
+    except (RuntimeError, OSError, UserError) as exc:
+        print(f"[feed] {tag} failed: {str(exc).splitlines()[0][:160]}", file=sys.stderr)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return None
+
+
 def _loader_rate(dataset, batch: int, workers: int, batches: int) -> float:
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
                                          num_workers=workers, drop_last=True)
@@ -135,17 +162,29 @@ def _loader_rate(dataset, batch: int, workers: int, batches: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def main(argv=None) -> int:
+def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser("python -m benchmarks.feed", description=__doc__.split("\n")[0])
     p.add_argument("--tiny", action="store_true", help="CPU, 32 px, a few images (tests)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--results", default=None)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv=None) -> int:
+    args = get_args_parser().parse_args(argv)
     kw = dict(device="cpu", image_size=32, classes=100, per_class=4, batch=4, steps=2, workers=0,
               tiny=True) if args.tiny else dict(device=args.device, steps=args.steps, workers=args.workers)
-    piece = feed_piece(**kw)
+    partial = Path(args.results or RESULTS_DIR) / f"{machine_slug(kw['device'])}-feed.partial.json"
+    taken: dict = {}
+
+    def on_result(tag, d):                # each option on disk as soon as it is measured
+        taken[tag] = d
+        if args.results or not args.tiny:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"device": kw["device"], "partial": taken}, indent=1))
+    piece = feed_piece(**kw, on_result=on_result)
     cmd = "python -m benchmarks.feed " + " ".join(sys.argv[1:] if argv is None else argv)
     publish([piece], kw["device"], cmd, args.results or not args.tiny, args.results, "-feed")
     return 0

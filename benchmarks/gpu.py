@@ -18,11 +18,13 @@ bird preset's head, random weights: ``--weights none``) on random 448 px inputs:
 ``python -m benchmarks.gpu`` on a GPU machine writes ``benchmarks/results/<machine>-gpu.json``;
 each measurement is printed and written to ``<machine>-gpu.partial.json`` as it is taken,
 and a failed one (out of memory, a compile error) is named and left out, so a run stopped
-at a time limit keeps its figures. Device order for a lent machine's 8 minutes: ``pytest
+at a time limit keeps its figures. ``bash benchmarks/device_check.sh`` is the prepared
+run of the following, each step under its own limit. Device order for a lent machine's 8 minutes: ``pytest
 -m gpu tests/test_gpu.py`` (about a minute), then ``python -m benchmarks.gpu --no-compile
 --no-max-batch`` (eager, a few minutes), then ``python -m benchmarks.feed --device cuda``
 (each --decode / --augment option's loader against the training step), then without
-``--no-compile`` if time is left.
+``--no-compile`` if time is left (``torch.compile`` for ``--compile-methods``, by default the
+two target methods; ``--methods`` limits what is measured at all, CE always).
 ``--tiny`` runs the same code on the CPU at a toy size (small ResNet, 32 px, batch 4,
 2 steps, no compile, no batch search): the tests run it so that the code cannot rot.
 """
@@ -42,6 +44,10 @@ from .report import RESULTS_DIR, Figure, Piece, cpu_cores, machine_slug, publish
 from .step import METHODS, cuda_sync, ideal_passes, label, make_step, run_config
 
 TARGETS = {"CE": 1200.0, "Logit MixOE w/ L_LC": 430.0}
+#: the methods run under torch.compile by default (the issue's two: the targets' methods)
+COMPILE_METHODS = tuple(TARGETS)
+#: CE (the baseline every figure is read against) and the methods
+VARIANTS = (("baseline", False),) + tuple(METHODS)
 
 
 def _free(compiled: bool) -> None:
@@ -111,8 +117,8 @@ def guarded(what: str, fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except RuntimeError as exc:
         print(f"[bench] {what} failed: {str(exc).splitlines()[0][:160]}", file=sys.stderr)
-        _free(False)
-        return None
+    _free(False)                    # outside the except block: its frame holds the tensors
+    return None
 
 
 def largest_batch(cfg, net: dict, device, start: int, cap: int) -> int | None:
@@ -135,21 +141,26 @@ def gpu_piece(device="cuda", arch: str = "resnet50", preset: str = "bird", size:
               batch: int = 32, steps: int = 20, warmup: int = 5, blocks: int = 3,
               compile_modes=(False, True), find_max: bool = True, max_cap: int = 1024,
               workers: int | None = None, oe_aux_ratio: int = 1, tiny: bool = False,
-              on_result=None) -> Piece:
+              on_result=None, compile_methods=COMPILE_METHODS, methods=None) -> Piece:
     """The GPU piece. Every measurement is guarded (a failed one is left out, named on
     stderr) and reported to ``on_result(name, result)`` as soon as it is taken, so a run
-    stopped at a time limit keeps what it measured (main writes a partial file)."""
+    stopped at a time limit keeps what it measured (main writes a partial file). Eager runs
+    every method of ``methods`` (None: CE and benchmarks.step.METHODS; CE always, every
+    figure is read against it); ``torch.compile`` only ``compile_methods`` (None: all), and
+    a method whose compiled run fails keeps its eager figures."""
     on_result = on_result or (lambda name, result: None)
     from lmoe_viz.data import get_preset
     p = get_preset(preset)
     net = {"arch": arch, "num_classes": p.num_id, "channels": 3, "size": size}
-    variants = [("baseline", False)] + list(METHODS)
-    cfgs = {label(m, lc): run_config(preset, m, lc, oe_aux_ratio) for m, lc in variants}
+    cfgs = {label(m, lc): run_config(preset, m, lc, oe_aux_ratio) for m, lc in VARIANTS
+            if methods is None or label(m, lc) in methods or m == "baseline"}
     if torch.device(device).type == "cuda":
         torch.backends.cudnn.benchmark = True
     results = {}
     for compiled in compile_modes:
         for k, cfg in cfgs.items():
+            if compiled and compile_methods is not None and k not in compile_methods:
+                continue
             name = f"{k} b{batch} {'compile' if compiled else 'eager'}"
             r = guarded(name, measure, cfg, net, batch, device, steps, warmup, blocks, compiled)
             if r is not None:
@@ -164,7 +175,7 @@ def gpu_piece(device="cuda", arch: str = "resnet50", preset: str = "bird", size:
             if m is not None:
                 largest[k] = m
                 on_result(f"{k} largest batch", m)
-    cfgs = {k: c for k, c in cfgs.items() if all((k, m) in results for m in compile_modes)}
+    cfgs = {k: c for k, c in cfgs.items() if (k, False) in results}    # eager: every method
     if "CE" not in cfgs:       # every other figure is read against CE's
         raise RuntimeError("CE's step could not be measured; see the lines above")
     workers = workers or max(cpu_cores() - 1, 1)
@@ -180,6 +191,7 @@ def gpu_piece(device="cuda", arch: str = "resnet50", preset: str = "bird", size:
                 "num_classes": p.num_id, "size": size, "batch": batch, "steps": steps,
                 "warmup": warmup, "blocks": blocks, "compile_modes": list(compile_modes),
                 "find_max": find_max, "max_cap": max_cap, "workers": workers,
+                "compile_methods": None if compile_methods is None else list(compile_methods),
                 "oe_aux_ratio": oe_aux_ratio, "autocast": "bf16 on CUDA",
                 "channels_last": torch.device(device).type == "cuda", "tiny": tiny}
     named = {f"{k} {'compile' if c else 'eager'}": v for (k, c), v in results.items()}
@@ -200,11 +212,13 @@ def _method_figures(k, cfg, results, largest, compile_modes, batch, where, timin
     figures = []
     for compiled in compile_modes:
         mode = "compile" if compiled else "eager"
+        if (k, compiled) not in results:        # not compiled, or its compiled run failed
+            continue
         r = results[(k, compiled)]
         figures.append(Figure(f"{k} b{batch} {mode}", r["images_per_s"], "img/s",
                               f"ID images/s, {timing}; {where}; {cfg.bn} forwards",
                               targets.get(k), ">="))
-        if k != "CE":
+        if k != "CE" and ("CE", compiled) in results:
             passes = ideal_passes(cfg)
             ce = results[("CE", compiled)]["step_ms"]
             figures.append(Figure(f"{k} / CE / {passes} passes b{batch} {mode}",
@@ -223,7 +237,7 @@ def _method_figures(k, cfg, results, largest, compile_modes, batch, where, timin
         figures.append(Figure(f"{k} b{m['batch']} eager", m["images_per_s"], "img/s",
                               "ID images/s at the largest batch "
                               f"(peak {m['peak_gib']:.1f} GiB)"))
-    best = max(results[(k, c)]["images_per_s"] for c in compile_modes)
+    best = max(results[(k, c)]["images_per_s"] for c in compile_modes if (k, c) in results)
     rows_per_id = 1 + (cfg.aux_ratio if cfg.method != "baseline" else 0)
     need = best * rows_per_id
     supply = {"per_worker": per_worker, "workers": workers, "id_images_per_s": best,
@@ -251,6 +265,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=20, help="timed steps per block")
     p.add_argument("--no-compile", action="store_true", help="eager mode only")
     p.add_argument("--no-max-batch", action="store_true", help="skip the largest-batch search")
+    p.add_argument("--compile-methods", nargs="+", default=list(COMPILE_METHODS), metavar="M",
+                   help="methods measured under torch.compile too (labels as in the table; "
+                        "'all' for every one; default: %(default)s)")
+    p.add_argument("--methods", nargs="+", default=["all"], metavar="M",
+                   help="methods measured at all (CE always; default: all)")
     p.add_argument("--workers", type=int, default=None,
                    help="data-loading workers available (default: cores - 1)")
     p.add_argument("--oe-aux-ratio", type=int, default=1,
@@ -283,7 +302,18 @@ def main(argv=None) -> int:
         if args.results or not args.tiny:
             partial.parent.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps({"device": kw["device"], "partial": taken}, indent=1))
-    piece = gpu_piece(workers=args.workers, oe_aux_ratio=args.oe_aux_ratio, on_result=on_result, **kw)
+    known = [label(m, lc) for m, lc in VARIANTS]
+    chosen = {}
+    for flag in ("compile_methods", "methods"):
+        names = getattr(args, flag)
+        bad = [m for m in names if m not in known and names != ["all"]]
+        if bad:
+            print(f"python -m benchmarks.gpu: unknown --{flag.replace('_', '-')} {bad[0]!r}; "
+                  f"choose from {', '.join(map(repr, known))} or 'all'", file=sys.stderr)
+            return 2
+        chosen[flag] = None if names == ["all"] else names
+    piece = gpu_piece(workers=args.workers, oe_aux_ratio=args.oe_aux_ratio, on_result=on_result,
+                      **chosen, **kw)
     cmd = "python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv)
     publish([piece], kw["device"], cmd, args.results or not args.tiny, args.results, "-gpu")
     return 0

@@ -152,9 +152,10 @@ def pipeline_piece(image_size: int = 448, count: int = 16, rounds: int = 3,
                               f"--decode cached: {n:,} release images x {resize} x {resize} x 3 bytes"))
     build = min(rates[n]["cached/build"]["images_per_s"] for n in sizes)
     for dataset, n in RELEASE_IMAGES.items():
-        figures.append(Figure(f"{dataset} cache build", n / build / 60, "min/worker",
-                              f"{n:,} images at one worker's build rate ({build:.0f} img/s, the "
-                              "slowest of the datasets' sizes); the build runs in parallel"))
+        figures.append(Figure(f"{dataset} cache build (estimate)", n / build / 60, "min/worker",
+                              f"an estimate, not a build of the release: {n:,} images at one "
+                              f"worker's measured build rate ({build:.0f} img/s, the slowest of the "
+                              "datasets' sizes); the build runs in parallel, so divide by its workers"))
     settings = {"image_size": image_size, "resize": resize,
                 "count": count, "rounds": rounds, "files": files, "torch_threads": 1,
                 "jpeg_quality": 90}
@@ -188,6 +189,10 @@ def _size_figures(name: str, f: dict, r: dict, with_tensor: bool, basis: str) ->
                           noise=worst(n_pil, c["iqr_over_median"])))
         if with_tensor:
             t = r[f"tensor/{split}"]
+            out.append(Figure(f"{tag} {split} tensor", t["images_per_s"], "img/s/worker",
+                              basis.replace("load_rgb(path, 'pil') + transforms_for",
+                                            "torchvision decode_jpeg + the uint8 transforms.v2 of transforms_for"),
+                              noise=t["iqr_over_median"]))
             out.append(Figure(f"{tag} {split} tensor / pil", t["images_per_s"] / pil, "x",
                               "--decode tensor (torchvision decode + transforms.v2 on uint8) over pil's "
                               "images/s: same files, same transform",

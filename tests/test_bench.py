@@ -78,6 +78,32 @@ def test_pipeline_reports_draft_speedup_and_workers(tiny):
     assert workers and all(isinstance(f["value"], int) and f["value"] >= 1 for f in workers)
 
 
+def test_pipeline_reports_every_decode_and_the_cache_per_dataset(tiny):
+    """pil, draft, tensor and cached at every size and split (cached and tensor as rates
+    and over pil), the workers each needs, and each release's cache: its size from its
+    image count (an independent oracle) and its build estimate."""
+    from benchmarks.pipeline import RELEASE_IMAGES
+    data, _ = tiny
+    fig = {f["name"]: f for f in data["figures"] if f["piece"] == "pipeline"}
+    sizes = {re.match(r"(\S+ \d+x\d+) train pil$", n).group(1) for n in fig
+             if re.match(r"\S+ \d+x\d+ train pil$", n)}
+    assert sizes
+    for tag in sizes:
+        for split in ("train", "test"):
+            for d in ("pil", "draft", "tensor", "cached"):
+                assert fig[f"{tag} {split} {d}"]["unit"] == "img/s/worker"
+            for d in ("draft", "tensor", "cached"):
+                r = fig[f"{tag} {split} {d} / pil"]["value"]
+                assert r == pytest.approx(fig[f"{tag} {split} {d}"]["value"]
+                                          / fig[f"{tag} {split} pil"]["value"], rel=1e-6)
+    for d in ("pil", "draft", "tensor", "cached"):
+        assert any(n.startswith("workers for CE") and n.endswith(f"({d})") for n in fig)
+    resize = data["settings"]["pipeline"]["resize"]
+    for dataset, n in RELEASE_IMAGES.items():
+        assert fig[f"{dataset} cache size"]["value"] == pytest.approx(n * resize**2 * 3 / 2**30)
+        assert fig[f"{dataset} cache build (estimate)"]["value"] > 0
+
+
 def test_gpu_tiny_measures_each_method_and_the_supply(tiny):
     data, _ = tiny
     names = {f["name"] for f in data["figures"] if f["piece"] == "gpu"}
@@ -191,6 +217,82 @@ def test_a_failed_gpu_measurement_is_left_out_and_the_rest_is_reported(monkeypat
     names = [f.name for f in piece.figures]
     assert seen and all(not n.startswith("OE ") for n in seen)
     assert any(n.startswith("CE b4") for n in names) and not any(n.startswith("OE ") for n in names)
+
+
+def test_gpu_compiles_only_the_named_methods_and_a_failed_compile_keeps_eager(monkeypatch):
+    """torch.compile for the two target methods only (COMPILE_METHODS); CE's compiled run
+    failing drops its compile figures, not its eager ones nor the other methods' ratios."""
+    from benchmarks import gpu
+    ran = []
+
+    def fake(cfg, net, batch, device, steps, warmup, blocks=3, compile_model=False):
+        k = gpu.label(cfg.method, cfg.lc)
+        ran.append((k, compile_model))
+        if k == "CE" and compile_model:
+            raise RuntimeError("torch._dynamo.exc.BackendCompilerFailed: inductor")
+        return {"batch": batch, "step_ms": 10.0, "images_per_s": batch / 0.01, "peak_gib": None,
+                "warmup_s": 0.0, "compile": compile_model}
+    monkeypatch.setattr(gpu, "measure", fake)
+    monkeypatch.setattr(gpu, "supply_rate", lambda tiny, size: 100.0)
+    kw = {**gpu.tiny_kwargs(), "compile_modes": (False, True)}
+    piece = gpu.gpu_piece(**kw)
+    assert sorted(k for k, c in ran if c) == sorted(gpu.COMPILE_METHODS)
+    assert len([1 for k, c in ran if not c]) == 1 + len(gpu.METHODS)      # eager: every method
+    names = {f.name for f in piece.figures}
+    assert "CE b4 eager" in names and "CE b4 compile" not in names
+    assert "Logit MixOE w/ L_LC b4 compile" in names and "OE b4 eager" in names
+    assert "OE b4 compile" not in names
+    assert any(n.startswith("Logit MixOE w/ L_LC / CE /") and n.endswith("b4 eager") for n in names)
+    assert not any("/ CE /" in n and n.endswith("compile") for n in names)   # no CE to divide by
+
+
+def test_gpu_cli_refuses_an_unknown_compile_method(capsys):
+    from benchmarks import gpu
+    assert gpu.main(["--tiny", "--compile-methods", "Logit-MixOE"]) == 2
+    assert "unknown --compile-methods 'Logit-MixOE'" in capsys.readouterr().err
+
+
+def test_a_failed_feed_option_is_named_and_the_others_reach_disk_as_measured(monkeypatch, capsys):
+    from benchmarks import feed
+    monkeypatch.setattr(feed, "write_release", lambda *a, **k: None)
+    monkeypatch.setattr(feed, "train", lambda *a, **k: None)            # the pretraining
+
+    def option(cfg, out_dir, batch, workers, steps):
+        if cfg.augment == "device":
+            raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return {"cache_build_s": 0.0, "loader_img_s": 50.0, "train_img_s": 25.0, "steps": steps}
+    monkeypatch.setattr(feed, "_measure_option", option)
+    seen = []
+    piece = feed.feed_piece(device="cpu", image_size=32, batch=4, steps=2, workers=0, tiny=True,
+                            on_result=lambda tag, d: seen.append(tag))
+    assert seen == [f"{d}/{a}" for d, a in feed.OPTIONS if a != "device"]
+    assert "[feed] cached/device failed: CUDA out of memory" in capsys.readouterr().err
+    assert {f.name for f in piece.figures} >= {"pil/host supply / demand", "cached/host loader"}
+    assert not any(f.name.startswith("cached/device") for f in piece.figures)
+
+
+def test_the_prepared_device_check_fits_8_minutes_and_every_step_parses(monkeypatch):
+    """benchmarks/device_check.sh: its limits (plus the grace before SIGKILL) sum to at most
+    480 s, in the documented order, and each benchmark step's arguments are accepted."""
+    import shlex
+    from benchmarks import feed, gpu
+    text = (ROOT / "benchmarks" / "device_check.sh").read_text()
+    assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_check.sh")]).returncode == 0
+    grace = int(re.search(r"^GRACE=(\d+)", text, re.M).group(1))
+    steps = [shlex.split(line)[1:] for line in text.splitlines() if line.startswith("step ")]
+    assert sum(int(s[0]) + grace for s in steps) <= 480
+    assert [s[3] if s[2] == "-m" else None for s in steps] == [
+        "pytest", "benchmarks.gpu", "benchmarks.feed", "benchmarks.gpu"]
+    monkeypatch.setattr(gpu, "gpu_piece", lambda **kw: report.Piece("gpu", []))
+    monkeypatch.setattr(gpu, "publish", lambda *a, **k: None)
+    for s in steps:
+        args = [a.replace("$RESULTS", "/nonexistent") for a in s[4:]]
+        if s[3] == "benchmarks.gpu":
+            assert gpu.main(["--tiny"] + args) == 0, args     # names known, flags parse
+        elif s[3] == "benchmarks.feed":
+            feed.get_args_parser().parse_args(args)
+        else:
+            assert (ROOT / args[-1]).is_file() and "gpu" in args
 
 
 @pytest.mark.slow

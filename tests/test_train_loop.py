@@ -235,3 +235,18 @@ def test_each_ddp_rank_draws_its_own_noise_and_rank_0_keeps_the_seed():
     s = epoch_seed(3, 2)
     assert rank_seed(s, 0) == s
     assert len({rank_seed(s, r) for r in range(8)}) == 8
+
+
+def test_every_epoch_is_seeded_through_rank_seed(tmp_path, monkeypatch):
+    """train.py seeds each epoch with rank_seed(epoch_seed(seed, epoch), rank), so DDP ranks
+    draw their own noise; fails if the loop stops passing its rank through."""
+    import lmoe_viz.train as T
+    from lmoe_viz.runtime import epoch_seed, rank_seed
+    calls, seeded = [], []
+    monkeypatch.setattr(T, "rank_seed", lambda s, r: calls.append((s, r)) or rank_seed(s, r) + 0)
+    real = T.seed_everything
+    monkeypatch.setattr(T, "seed_everything", lambda s: seeded.append(s) or real(s))
+    T.train(RunConfig(preset="digits", epochs=2, limit_batches=1, device="cpu", seed=3),
+            tmp_path / "r", progress=False)
+    assert calls == [(epoch_seed(3, 0), 0), (epoch_seed(3, 1), 0)]
+    assert set(seeded) >= {rank_seed(s, r) for s, r in calls}

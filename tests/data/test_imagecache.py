@@ -1,6 +1,8 @@
 """--decode cached (data/imagecache.py): MixOE's pixels exactly, built once, never trusted
 half-written, and refused in one line where it cannot be built."""
 
+import re
+
 import pytest
 import torch
 
@@ -163,3 +165,29 @@ def test_a_cache_file_that_cannot_be_read_is_rebuilt(tree, monkeypatch):
     monkeypatch.setattr(ResizedImages, "_build", lambda self, *a: calls.append(1))
     ResizedImages(cache.paths, cache.resize, progress=False, root=cache.folder.parent)
     assert calls == [1]
+
+
+def test_the_cli_refuses_an_unwritable_cache_folder_in_one_line_exit_2(tree, tmp_path, monkeypatch,
+                                                                        capsys):
+    """``lmoe-viz pretrain --decode cached`` where the cache cannot go: exit 2, one line
+    naming the folder, the size and $LMOE_VIZ_CACHE, and no run folder written."""
+    from lmoe_viz.cli import main
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    (ro / "resized").write_text("a file where the folder would go")
+    monkeypatch.setenv("LMOE_VIZ_CACHE", str(ro))
+    out = tmp_path / "run"
+    assert main(["pretrain", "--preset", "aircraft", "--data-root", str(tree), "--image-size", "32",
+                 "--decode", "cached", "--weights", "none", "--device", "cpu", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(rf"{re.escape(str(ro))}/resized is not writable; it needs "
+                                       r"\d+\.\d\d GiB: set LMOE_VIZ_CACHE", err[0]), err
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_the_build_prints_its_size_before_it_starts(tree, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LMOE_VIZ_CACHE", str(tmp_path / "fresh"))      # nothing built there yet
+    cache = build_splits(_cfg(tree, "cached").resolved()).id_train.cache
+    first = [l for l in capsys.readouterr().out.splitlines() if l.startswith("--decode cached")]
+    assert first and f"resizing {len(cache.paths):,} ID images to 37 px once" in first[0]
+    assert f"{cache.nbytes / 2**30:.2f} GiB in {cache.folder}" in first[0]
