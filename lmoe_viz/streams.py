@@ -9,7 +9,12 @@ Order. Each pass is ``DistributedSampler``'s order (a permutation seeded with
   ``e * 1000 + r`` (seed + 1: the order of the earlier re-created iterators, kept so that
   committed results reproduce), each round trimmed to whole batches, one round after another for as long as the epoch
   asks. One iterator per epoch serves every round, so persistent loader workers are never
-  respawned mid-epoch.
+  respawned mid-epoch. Known flaw, kept: epoch 0's round ``r > 0`` is pass ``r``, the
+  order of epoch ``r``'s round 0, so a stream that needs two rounds an epoch (OE, whose
+  outlier batch is twice the ID batch) starts epoch 1 with epoch 0's second round again.
+  Every outlier is still seen equally often; only that order repeats. Changing it changes
+  every such run's numbers, the committed studies' OE runs among them, so a fix has to
+  give those runs a new identity and retrain them.
 
 Augmentation seeds. With loader workers (``num_workers > 0``) each item carries its own
 seed, a function of (run seed, stream, pass, position in the global order): the torch and
