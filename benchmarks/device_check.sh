@@ -7,7 +7,7 @@
 #     bash benchmarks/device_check.sh [RESULTS]       # default: $OUT, else benchmarks/results
 #
 # RESULTS receives <machine>-gpu.json (eager), compile/<machine>-gpu.json (torch.compile for
-# the two target methods), <machine>-feed.json, their .partial.json while they run, and the
+# the two target methods, Logit MixOE w/ L_LC first; its eager figures are the first file's), <machine>-feed.json, their .partial.json while they run, and the
 # log of the whole check. PYTHON names the interpreter (default python3); the project is
 # imported from this checkout.
 set -u
@@ -24,11 +24,17 @@ step() {                               # step LIMIT_S COMMAND...: run it, say ho
     echo "== $* (limit ${limit} s)" | tee -a "$LOG"
     timeout --signal=INT --kill-after=$GRACE "$limit" "$@" 2>&1 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
-    echo "== exit $rc after $((SECONDS - t0)) s$([ "$rc" = 124 ] && echo ', stopped at its limit')" | tee -a "$LOG"
+    case $rc in
+        124) note=", stopped at its limit" ;;
+        137) note=", killed $GRACE s after its limit" ;;
+        *) note="" ;;
+    esac
+    echo "== exit $rc after $((SECONDS - t0)) s$note" | tee -a "$LOG"
 }
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true; } | tee "$LOG"
-step 90  "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
-step 140 "$PYTHON" -m benchmarks.gpu --no-compile --no-max-batch --results "$RESULTS"
-step 110 "$PYTHON" -m benchmarks.feed --device cuda --results "$RESULTS"
-step 100 "$PYTHON" -m benchmarks.gpu --no-max-batch --methods "Logit MixOE w/ L_LC" --results "$RESULTS/compile"
+step 80  "$PYTHON" -m pytest -m gpu -q -p no:cacheprovider tests/test_gpu.py
+step 130 "$PYTHON" -m benchmarks.gpu --no-compile --no-max-batch --results "$RESULTS"
+step 100 "$PYTHON" -m benchmarks.feed --device cuda --results "$RESULTS"
+step 130 "$PYTHON" -m benchmarks.gpu --compile-only --no-max-batch --methods "Logit MixOE w/ L_LC" \
+    --results "$RESULTS/compile"

@@ -246,6 +246,26 @@ def test_gpu_compiles_only_the_named_methods_and_a_failed_compile_keeps_eager(mo
     assert not any("/ CE /" in n and n.endswith("compile") for n in names)   # no CE to divide by
 
 
+def test_gpu_compile_only_measures_the_compiled_methods_in_their_order(monkeypatch):
+    """--compile-only (the device check's last step): compiled runs only, the target method
+    first, every figure of theirs reported."""
+    from benchmarks import gpu
+    ran = []
+
+    def fake(cfg, net, batch, device, steps, warmup, blocks=3, compile_model=False):
+        ran.append((gpu.label(cfg.method, cfg.lc), compile_model))
+        return {"batch": batch, "step_ms": 10.0, "images_per_s": batch / 0.01, "peak_gib": 1.5,
+                "warmup_s": 0.0, "compile": compile_model}
+    monkeypatch.setattr(gpu, "measure", fake)
+    monkeypatch.setattr(gpu, "supply_rate", lambda tiny, size: 100.0)
+    piece = gpu.gpu_piece(**{**gpu.tiny_kwargs(), "compile_modes": (True,)},
+                          methods=["Logit MixOE w/ L_LC"])
+    assert ran == [("Logit MixOE w/ L_LC", True), ("CE", True)]
+    names = {f.name for f in piece.figures}
+    assert {"Logit MixOE w/ L_LC b4 compile", "CE b4 compile", "CE b4 peak memory"} <= names
+    assert any(n.startswith("Logit MixOE w/ L_LC / CE /") and n.endswith("compile") for n in names)
+
+
 def test_gpu_cli_refuses_an_unknown_compile_method(capsys):
     from benchmarks import gpu
     assert gpu.main(["--tiny", "--compile-methods", "Logit-MixOE"]) == 2
@@ -279,7 +299,8 @@ def test_the_prepared_device_check_fits_8_minutes_and_every_step_parses(monkeypa
     text = (ROOT / "benchmarks" / "device_check.sh").read_text()
     assert subprocess.run(["bash", "-n", str(ROOT / "benchmarks" / "device_check.sh")]).returncode == 0
     grace = int(re.search(r"^GRACE=(\d+)", text, re.M).group(1))
-    steps = [shlex.split(line)[1:] for line in text.splitlines() if line.startswith("step ")]
+    lines = text.replace("\\\n", " ").splitlines()           # continuation lines joined
+    steps = [shlex.split(line)[1:] for line in lines if line.startswith("step ")]
     assert sum(int(s[0]) + grace for s in steps) <= 480
     assert [s[3] if s[2] == "-m" else None for s in steps] == [
         "pytest", "benchmarks.gpu", "benchmarks.feed", "benchmarks.gpu"]

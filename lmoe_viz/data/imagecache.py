@@ -11,21 +11,28 @@ run's name. WebVision outliers (millions of images) keep their decode path.
 The cache lives in ``<cache home>/resized/`` (io.cache_home: ``$LMOE_VIZ_CACHE``), keyed
 by the images' relative paths (the info files' content), each file's size and
 modification time, the resize and the torchvision and Pillow versions. It is built in
-parallel into a ``.partial`` file of its own (its whole size reserved on the disk first,
-so a disk that fills up is an error before any row is written, never a crash mid-build),
-renamed when complete, and only then described by its ``.json``: an interrupted build, or a
-cache file that cannot be read, is never trusted (it is rebuilt). Builders of one cache
-(DDP ranks, a local sweep, array jobs on one shared folder) take turns under an exclusive
-lock on ``<key>.lock``: the first builds, the others wait and then read what it built. A
-folder that cannot be written, or a disk without room for it, is refused in one line
-before anything trains.
+parallel into a ``.partial-*`` file of its own (a unique name; its whole size reserved on
+the disk first, so a disk that fills up is an error before any row is written, never a
+crash mid-build; removed however the build ends), linked in as the cache when complete
+(never replacing a cache another process may have mapped, unless that one was found
+unreadable), and only then described by its ``.json``: an interrupted build, or a cache
+file that cannot be read, is never trusted (it is rebuilt). Builders of one cache (DDP
+ranks, a local sweep, array jobs on one shared folder) take turns under an exclusive lock
+on ``<key>.lock``: the first builds, the others wait and then read what it built; the
+lock's holder also removes partial files that killed builders left. Where the folder
+refuses a lock (a lock file of another user, NFS without lock support) a warning says so
+and the build goes on unlocked. A folder that cannot be written, or a disk without room
+for it, is refused in one line before anything trains.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import shutil
+import tempfile
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
@@ -97,8 +104,11 @@ class ResizedImages:
         self.meta = self.folder / f"{self.key}.json"
         if not self._complete():
             self._check_writable()
-            with self._lock():
+            with self._lock() as locked:
                 if not self._complete():       # another builder may have finished meanwhile
+                    if locked:                 # no other builder alive: its leftovers go
+                        for stale in self.folder.glob(f"{self.key}.partial-*"):
+                            stale.unlink(missing_ok=True)
                     self._check_free()
                     self._build(workers or min(os.cpu_count() or 1, 8), progress)
         self._arr = None
@@ -111,34 +121,33 @@ class ResizedImages:
         """Described by its .json, of the right size, and readable at both ends."""
         try:
             meta = json.loads(self.meta.read_text())
-            if meta.get("shape") != list(self.shape) or self.file.stat().st_size != self.nbytes:
-                return False
-            with open(self.file, "rb") as f:
-                first = f.read(1)
-                f.seek(self.nbytes - 1)
-                return len(first) == 1 and len(f.read(1)) == 1
         except (OSError, ValueError):
             return False
+        return meta.get("shape") == list(self.shape) and _readable(self.file, self.nbytes)
 
     @contextmanager
     def _lock(self):
-        """Exclusive among the processes building this cache (module doc); says when it waits."""
-        with open(self.folder / f"{self.key}.lock", "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                print(f"--decode cached: another process is building {self.file.name}; waiting for it",
-                      flush=True)
-                fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        """Exclusive among the processes building this cache (module doc); says when it
+        waits. Yields whether it holds the lock (False: the folder refused one, warned)."""
+        path = self.folder / f"{self.key}.lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            warnings.warn(f"--decode cached: cannot open the lock file {path} ({exc.strerror}); "
+                          "building without it", stacklevel=3)
+            yield False
+            return
+        try:
+            yield _flock(fd, path, self.file.name)
+        finally:
+            os.close(fd)                    # releases the lock
 
     def _build(self, workers: int, progress: bool) -> None:
-        partial = self.file.with_name(f"{self.file.stem}.partial-{os.getpid()}")
         print(f"--decode cached: resizing {len(self.paths):,} ID images to {self.resize} px once, "
               f"{self.nbytes / 2**30:.2f} GiB in {self.folder}", flush=True)
+        fd, name = tempfile.mkstemp(dir=self.folder, prefix=f"{self.key}.partial-")
+        os.close(fd)
+        partial = Path(name)
         try:
             _reserve(partial, self.nbytes)
             tasks = [(str(partial), self.shape, self.paths[i:i + CHUNK], i, self.resize)
@@ -154,15 +163,34 @@ class ResizedImages:
                         bar.update(n) if bar else None
             if bar:
                 bar.close()
-            os.replace(partial, self.file)
+            self._publish(partial)
         except (OSError, BrokenProcessPool) as exc:     # a worker killed (SIGBUS, OOM) is the latter
-            partial.unlink(missing_ok=True)
             why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
             raise UserError(f"could not build the image cache in {self.folder} ({why}); "
                             f"it needs {self.nbytes / 2**30:.2f} GiB: free space there or set "
                             "LMOE_VIZ_CACHE to another folder, or use --decode pil") from None
+        finally:                            # however it ends (Ctrl-C too): no partial left
+            partial.unlink(missing_ok=True)
         atomic_write_text(self.meta, json.dumps({"shape": list(self.shape), "resize": self.resize,
                                                  "images": len(self.paths)}) + "\n")
+
+    def _publish(self, partial: Path) -> None:
+        """The finished partial becomes the cache: a hard link, so a cache another builder
+        published meanwhile (an unlocked folder) is kept, not swapped under its readers'
+        maps; a cache file found unreadable is replaced. Readable by all the umask allows
+        (mkstemp made the partial private)."""
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(partial, 0o666 & ~umask)
+        try:
+            os.link(partial, self.file)
+        except FileExistsError:
+            if not _readable(self.file, self.nbytes):
+                os.replace(partial, self.file)
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            os.replace(partial, self.file)  # a file system without hard links
 
     def _check_writable(self) -> None:
         need = self.nbytes
@@ -198,14 +226,48 @@ class ResizedImages:
         return {**self.__dict__, "_arr": None}
 
 
+def _readable(path: Path, nbytes: int) -> bool:
+    """``path`` holds ``nbytes`` bytes and its first and last can be read."""
+    try:
+        if path.stat().st_size != nbytes:
+            return False
+        with open(path, "rb") as f:
+            first = f.read(1)
+            f.seek(nbytes - 1)
+            return len(first) == 1 and len(f.read(1)) == 1
+    except OSError:
+        return False
+
+
+def _flock(fd: int, path: Path, what: str) -> bool:
+    """Take the exclusive lock on ``fd``, saying when it waits; False (warned) where the
+    file system refuses locks."""
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"--decode cached: another process is building {what}; waiting for it", flush=True)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return True
+    except OSError as exc:
+        warnings.warn(f"--decode cached: {path} cannot be locked here ({exc.strerror}); building "
+                      "without the lock", stacklevel=4)
+        return False
+
+
 def _reserve(path: Path, nbytes: int) -> None:
     """Create ``path`` with ``nbytes`` allocated on the disk (posix_fallocate: ENOSPC now,
     rather than SIGBUS in a worker writing through the map of a sparse file)."""
     with open(path, "wb") as f:
-        if hasattr(os, "posix_fallocate"):
+        try:
             os.posix_fallocate(f.fileno(), 0, nbytes)
-        else:                               # macOS: sparse; the free-space check came first
-            f.truncate(nbytes)
+            return
+        except AttributeError:              # macOS has none
+            pass
+        except OSError as exc:              # a file system that cannot reserve (EINVAL, ENOTSUP)
+            if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+                raise
+        f.truncate(nbytes)                  # sparse: the free-space check came first
 
 
 def _bar(enabled: bool, total: int):

@@ -99,22 +99,31 @@ def test_a_second_builder_waits_for_the_first_and_reads_its_cache(tree, monkeypa
     builds (the test holds the lock, then writes the finished files) builds nothing."""
     import fcntl
     import threading
+    import time
     cache, aside = _built(tree)
-    calls = []
+    calls, errors, said = [], [], []
     monkeypatch.setattr(ResizedImages, "_build", lambda self, *a: calls.append(1))
+    monkeypatch.setattr("builtins.print", lambda *a, **k: said.append(" ".join(map(str, a))))
+
+    def second():
+        try:
+            ResizedImages(cache.paths, cache.resize, progress=False, root=cache.folder.parent)
+        except BaseException as exc:            # seen by the test, not lost in the thread
+            errors.append(exc)
     with open(cache.folder / f"{cache.key}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        t = threading.Thread(target=lambda: ResizedImages(cache.paths, cache.resize, progress=False,
-                                                          root=cache.folder.parent))
+        t = threading.Thread(target=second)
         t.start()
-        t.join(1.0)
-        assert t.is_alive() and calls == []      # waiting, not building
+        deadline = time.monotonic() + 60
+        while not any("another process is building" in m for m in said) and t.is_alive() \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert t.is_alive() and calls == [] and not errors, errors     # waiting, not building
         for f, data in aside.items():           # the other builder finishes
             f.write_bytes(data)
         fcntl.flock(lock, fcntl.LOCK_UN)
-    t.join(10)
-    assert not t.is_alive() and calls == []
-    assert "another process is building" in capsys.readouterr().out
+    t.join(60)
+    assert not t.is_alive() and calls == [] and not errors, errors
 
 
 def test_a_full_disk_or_a_killed_worker_is_one_line_and_leaves_nothing(tree, monkeypatch):
@@ -126,11 +135,11 @@ def test_a_full_disk_or_a_killed_worker_is_one_line_and_leaves_nothing(tree, mon
 
     def full(fd, offset, length):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    monkeypatch.setattr(os, "posix_fallocate", full)
-    with pytest.raises(UserError, match=r"could not build the image cache in .*No space left on device.*"
-                                        r"it needs .* GiB: free space there or set LMOE_VIZ_CACHE"):
-        ResizedImages(cache.paths, cache.resize, progress=False, root=cache.folder.parent)
-    monkeypatch.undo()
+    with monkeypatch.context() as m:
+        m.setattr(os, "posix_fallocate", full)
+        with pytest.raises(UserError, match=r"could not build the image cache in .*No space left on "
+                                            r"device.*it needs .* GiB: free space there or set LMOE_VIZ_CACHE"):
+            ResizedImages(cache.paths, cache.resize, progress=False, root=cache.folder.parent)
 
     class Killed:                               # a worker dead of SIGBUS or the OOM killer
         def __init__(self, *a):
@@ -191,3 +200,52 @@ def test_the_build_prints_its_size_before_it_starts(tree, tmp_path, monkeypatch,
     first = [l for l in capsys.readouterr().out.splitlines() if l.startswith("--decode cached")]
     assert first and f"resizing {len(cache.paths):,} ID images to 37 px once" in first[0]
     assert f"{cache.nbytes / 2**30:.2f} GiB in {cache.folder}" in first[0]
+
+
+def test_an_interrupted_build_leaves_no_partial_and_the_next_removes_a_killed_ones(tree, monkeypatch):
+    """Ctrl-C (or timeout's SIGINT) mid-build removes its reserved partial; a partial left by
+    a builder killed outright is removed by the next one, which holds the lock."""
+    from lmoe_viz.data import imagecache
+    cache, _ = _built(tree)
+    real = imagecache._fill
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(imagecache, "_fill", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ResizedImages(cache.paths, cache.resize, workers=1, progress=False, root=cache.folder.parent)
+    assert not list(cache.folder.glob(f"{cache.key}.partial-*")) and not cache.file.exists()
+    killed = cache.folder / f"{cache.key}.partial-deadbeef"
+    killed.write_bytes(b"\0" * 16)                   # SIGKILL: no finally ran
+    monkeypatch.setattr(imagecache, "_fill", real)
+    ResizedImages(cache.paths, cache.resize, workers=1, progress=False, root=cache.folder.parent)
+    assert not killed.exists() and cache.file.is_file() and cache.meta.is_file()
+
+
+def test_a_folder_that_refuses_the_lock_warns_and_builds(tree, monkeypatch):
+    from lmoe_viz.data import imagecache
+    cache, _ = _built(tree)
+
+    def no_locks(fd, op):
+        raise OSError(37, "No locks available")
+    monkeypatch.setattr(imagecache.fcntl, "flock", no_locks)
+    with pytest.warns(UserWarning, match=r"cannot be locked here \(No locks available\); building"):
+        ResizedImages(cache.paths, cache.resize, workers=1, progress=False, root=cache.folder.parent)
+    assert cache.file.is_file() and cache.meta.is_file()
+
+
+def test_publishing_keeps_a_readable_cache_another_builder_linked_first(tree):
+    """An unlocked folder: a second builder finishing after the first keeps the first's
+    file (its readers' maps stay valid); an unreadable one is replaced."""
+    cache = build_splits(_cfg(tree, "cached").resolved()).id_train.cache
+    before = cache.file.stat().st_ino
+    partial = cache.folder / f"{cache.key}.partial-test"
+    partial.write_bytes(cache.file.read_bytes())
+    cache._publish(partial)
+    assert cache.file.stat().st_ino == before
+    partial.unlink()
+    cache.file.write_bytes(b"short")                   # unreadable as a cache
+    partial.write_bytes(b"\0" * cache.nbytes)
+    cache._publish(partial)
+    assert cache.file.stat().st_size == cache.nbytes and cache.file.stat().st_ino != before
