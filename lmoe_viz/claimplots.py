@@ -180,13 +180,24 @@ def control_effects(verdicts: pd.DataFrame, ax=None, score: str = "msp"):
         ax.errorbar(x, d["effect"], yerr=np.nan_to_num(err), fmt="o", markersize=3, capsize=2,
                     color=[OOD_COLOR, _PAL[5], _PAL[0]][j % 3], label=ood)
     ax.axhline(0, color="0.5", linewidth=0.6)
-    ax.set_xticks(range(len(names)), [n.replace(" - CE fine-tune", "") for n in names],
+    ax.set_xticks(range(len(names)), [control_label(n) for n in names],
                   rotation=30, ha="right", fontsize="x-small")
     ax.set_ylabel("AUROC - AUROC(CE fine-tune)", fontsize="small")
     n = s["n"].max() if len(s) else 0
     ax.set_title(f"minus the CE fine-tune, {score.upper()}: 95% CI over pretrained models "
                  f"(up to n={int(n) if n == n else 0} units)", fontsize="x-small")
     return ax
+
+
+def control_label(statement: str) -> str:
+    """The readable name of a "<method> <variant> - CE fine-tune" contrast ("mixoe no-lc -
+    CE fine-tune" -> "MixOE without L_LC"); a statement of another form is kept whole."""
+    words = statement.replace(" - CE fine-tune", "").split()
+    if len(words) == 1 and words[0] in CONTROLS:
+        return CONTROLS[words[0]]
+    if len(words) == 2 and words[0] in METHOD_NAMES and words[1] in VARIANT_STYLE:
+        return f"{METHOD_NAMES[words[0]]} {VARIANT_STYLE[words[1]][0]}"
+    return statement
 
 
 def control_figure(verdicts: pd.DataFrame, score: str = "msp"):

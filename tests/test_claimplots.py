@@ -79,4 +79,6 @@ def test_control_effects_plots_each_method_minus_ce(study):
     _, _, table = study
     ax = CP.control_effects(table, ax=plt.figure().gca())
     names = [t.get_text() for t in ax.get_xticklabels()]
-    assert "oe" in names and "mixoe no-lc" in names and len(names) == 5
+    assert names == ["OE", "MixOE without L_LC", "Logit MixOE without L_LC",
+                     "MixOE w/ L_LC (eq. 15)", "Logit MixOE w/ L_LC (eq. 15)"]
+    assert CP.control_label("CE fine-tune - pretrained") == "CE fine-tune - pretrained"
