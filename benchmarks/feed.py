@@ -31,10 +31,12 @@ import torch
 from lmoe_viz.config import RunConfig
 from lmoe_viz.data import build_splits
 from lmoe_viz.data.build_info import build_info
+from lmoe_viz.errors import UserError
 from lmoe_viz.train import train
 
+from .gpu import guarded
 from .pipeline import write_jpegs
-from .report import RESULTS_DIR, Figure, Piece, cpu_cores, machine_slug, publish
+from .report import Figure, Piece, cpu_cores, partial_recorder, publish
 
 #: (decode, augment) of each measured option
 OPTIONS = (("pil", "host"), ("tensor", "host"), ("cached", "host"), ("cached", "device"))
@@ -93,8 +95,8 @@ def feed_piece(device: str = "cuda", image_size: int = 448, classes: int = 100, 
                 cfg = RunConfig(method="logit_mixoe", lc=True, epochs=1, limit_batches=steps,
                                 decode=decode, augment=augment, init=str(pre / "checkpoint.pt"),
                                 **common)
-                d = _guarded(tag, _measure_option, cfg, root / tag.replace("/", "_"), batch,
-                             workers, steps)
+                d = guarded(tag, _measure_option, cfg, root / tag.replace("/", "_"), batch,
+                            workers, steps, errors=(RuntimeError, OSError, UserError), prefix="feed")
                 if d is None:
                     continue
                 details[tag] = d
@@ -134,18 +136,6 @@ def _measure_option(cfg, out_dir: Path, batch: int, workers: int, steps: int) ->
             "steps": m["steps"]}
 
 
-def _guarded(tag: str, fn, *args):
-    """``fn(*args)``, or None when the option fails at run time: one line names it."""
-    from lmoe_viz.errors import UserError
-    try:
-        return fn(*args)
-    except (RuntimeError, OSError, UserError) as exc:
-        print(f"[feed] {tag} failed: {str(exc).splitlines()[0][:160]}", file=sys.stderr)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    return None
-
-
 def _loader_rate(dataset, batch: int, workers: int, batches: int) -> float:
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True,
                                          num_workers=workers, drop_last=True)
@@ -176,15 +166,8 @@ def main(argv=None) -> int:
     args = get_args_parser().parse_args(argv)
     kw = dict(device="cpu", image_size=32, classes=100, per_class=4, batch=4, steps=2, workers=0,
               tiny=True) if args.tiny else dict(device=args.device, steps=args.steps, workers=args.workers)
-    partial = Path(args.results or RESULTS_DIR) / f"{machine_slug(kw['device'])}-feed.partial.json"
-    taken: dict = {}
-
-    def on_result(tag, d):                # each option on disk as soon as it is measured
-        taken[tag] = d
-        if args.results or not args.tiny:
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps({"device": kw["device"], "partial": taken}, indent=1))
-    piece = feed_piece(**kw, on_result=on_result)
+    on_result = partial_recorder(kw["device"], "-feed", args.results or not args.tiny, args.results)
+    piece = feed_piece(**kw, on_result=on_result)   # each option on disk as soon as measured
     cmd = "python -m benchmarks.feed " + " ".join(sys.argv[1:] if argv is None else argv)
     publish([piece], kw["device"], cmd, args.results or not args.tiny, args.results, "-feed")
     return 0

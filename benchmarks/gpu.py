@@ -33,15 +33,13 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-from .report import RESULTS_DIR, Figure, Piece, cpu_cores, machine_slug, publish
+from .report import Figure, Piece, cpu_cores, partial_recorder, publish
 from .step import METHODS, cuda_sync, ideal_passes, label, make_step, run_config
 
 TARGETS = {"CE": 1200.0, "Logit MixOE w/ L_LC": 430.0}
@@ -112,13 +110,14 @@ def fits(cfg, net: dict, batch: int, device) -> bool:
     return not failed
 
 
-def guarded(what: str, fn, *args, **kwargs):
-    """``fn(*args)``, or None when it fails at run time (out of memory, a compile error):
-    one line names it and the benchmark goes on to the next figure."""
+def guarded(what: str, fn, *args, errors=(RuntimeError,), prefix: str = "bench", **kwargs):
+    """``fn(*args)``, or None when it fails at run time with one of ``errors`` (out of
+    memory, a compile error): one line names it and the benchmark goes on to the next
+    figure (benchmarks.feed too, with its own errors and prefix)."""
     try:
         return fn(*args, **kwargs)
-    except RuntimeError as exc:
-        print(f"[bench] {what} failed: {str(exc).splitlines()[0][:160]}", file=sys.stderr)
+    except errors as exc:
+        print(f"[{prefix}] {what} failed: {str(exc).splitlines()[0][:160]}", file=sys.stderr)
     _free(True)                     # outside the except block: its frame holds the tensors;
     return None                     # dynamo reset too (a failed compile skips measure's)
 
@@ -301,16 +300,12 @@ def main(argv=None) -> int:
         modes = (False,) if args.no_compile else (True,) if args.compile_only else (False, True)
         kw = dict(device="cuda", size=args.size, batch=args.batch, steps=args.steps,
                   compile_modes=modes, find_max=not args.no_max_batch)
-    partial = Path(args.results or RESULTS_DIR) / f"{machine_slug(kw['device'])}-gpu.partial.json"
-    taken: dict = {}
+    record = partial_recorder(kw["device"], "-gpu", args.results or not args.tiny, args.results)
 
     def on_result(name, result):           # each figure on disk as soon as it is measured
-        taken[name] = result
         print(f"[bench] {name}: {result['images_per_s']:.0f} img/s, {result['step_ms']:.1f} ms/step",
               flush=True)
-        if args.results or not args.tiny:
-            partial.parent.mkdir(parents=True, exist_ok=True)
-            partial.write_text(json.dumps({"device": kw["device"], "partial": taken}, indent=1))
+        record(name, result)
     known = [label(m, lc) for m, lc in VARIANTS]
     chosen = {}
     for flag in ("compile_methods", "methods"):

@@ -102,6 +102,21 @@ def publish(pieces: list, device: str, command: str, write: bool, results_dir=No
     return data
 
 
+def partial_recorder(device: str, suffix: str, write: bool, results_dir=None):
+    """``on_result(name, result)`` for a stand-alone benchmark that a time limit may stop:
+    every result kept and, when ``write``, all of them rewritten to
+    ``<results_dir>/<machine><suffix>.partial.json`` as soon as each is measured."""
+    path = Path(results_dir or RESULTS_DIR) / f"{machine_slug(device)}{suffix}.partial.json"
+    taken: dict = {}
+
+    def on_result(name, result):
+        taken[name] = result
+        if write:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"device": device, "partial": taken}, indent=1))
+    return on_result
+
+
 def write_results(data: dict, results_dir=RESULTS_DIR, name: str | None = None,
                   table: str | None = None) -> Path:
     """Write ``data`` to ``<results_dir>/<name or machine>.json`` and, given the printed
